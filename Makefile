@@ -1,0 +1,33 @@
+# codehone: `make run` (set up + demo on the default model), `make test`, `make serve`, `make lint`.
+# Everything installs into a project-local virtualenv (.venv) from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test serve lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "codehone needs Python >= 3.11 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	# torch is pinned to 2.13.0, a CPU build: an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/codehone demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+serve: $(STAMP)
+	$(BIN)/codehone serve $(if $(MODEL),--model $(MODEL))
+
+lint: $(STAMP)
+	$(BIN)/ruff check server training tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from codehone.cli import main
+
+sys.exit(main())

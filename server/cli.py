@@ -1,0 +1,207 @@
+"""The `codehone` command: one CLI, with a subcommand for each step of the loop.
+
+Heavy modules (torch, transformers, onnxruntime) are imported inside each subcommand, so
+`codehone --help` is instant and `codehone serve` never imports the training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from codehone import __version__
+from codehone.errors import CodehoneError
+
+log = logging.getLogger("codehone.cli")
+
+
+def _resolve_model(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    from codehone.default_model import find_default_model
+
+    found = find_default_model()
+    if found is None:
+        raise CodehoneError(
+            "no model given and no default model built yet: pass --model DIR, or run "
+            "`make run` (or `codehone pretrain --out DIR`) to build the default model"
+        )
+    return found
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from codehone.logging_setup import setup_logging
+    from codehone.lsp_server import build_server
+    from codehone.model_dir import load_model_dir
+    from codehone.model_service import ModelService
+
+    setup_logging(args.verbose, Path(args.log_file) if args.log_file else None)
+    model_dir = load_model_dir(_resolve_model(args.model))
+    service = ModelService.load(model_dir, args.device)
+    server = build_server(service)
+    try:
+        if args.tcp:
+            log.info("serving on 127.0.0.1:%d", args.port)
+            server.start_tcp("127.0.0.1", args.port)
+        else:
+            server.start_io()
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from codehone.completion import CompletionOptions, CursorContext
+    from codehone.logging_setup import setup_logging
+    from codehone.model_dir import load_model_dir
+    from codehone.model_service import ModelService
+    from codehone.text_positions import offset_at
+
+    setup_logging(args.verbose)
+    model_dir = load_model_dir(args.model_dir)
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CodehoneError(f"{args.file}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("%s is not valid UTF-8; undecodable bytes are replaced", args.file)
+        text = raw.decode("utf-8", errors="replace")
+    if args.line < 1 or args.col < 1:
+        raise CodehoneError("LINE and COL are 1-based and must be at least 1")
+    offset = offset_at(text, args.line - 1, args.col - 1, "utf-32")
+    service = ModelService.load(model_dir, args.device)
+    try:
+        options = CompletionOptions(max_new_tokens=args.max_new_tokens)
+        outcome = service.complete_blocking(CursorContext(text, offset), options)
+    finally:
+        service.close()
+    log.info(
+        "tokens=%d+%d reason=%s timings_ms=%s",
+        outcome.prompt_tokens,
+        outcome.new_tokens,
+        outcome.reason,
+        outcome.timings_ms,
+    )
+    if outcome.text is None:
+        log.info("no completion here (%s)", outcome.reason)
+        return 1
+    sys.stdout.write(outcome.text + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from codehone.logging_setup import setup_logging
+    from codehone.training.export import export_checkpoint
+
+    setup_logging(args.verbose)
+    model_dir = export_checkpoint(
+        Path(args.checkpoint), Path(args.out), device=args.device, dtype=args.dtype
+    )
+    verification = model_dir.manifest.provenance.verification
+    print(
+        f"exported {args.checkpoint} -> {model_dir.root} ({model_dir.manifest.architecture}, "
+        f"{args.dtype}); max |ORT - PyTorch| logit difference: "
+        f"{verification.get('max_abs_diff_prompt', float('nan')):.3g} (prompt), "
+        f"{verification.get('max_abs_diff_steps', float('nan')):.3g} (cached steps)"
+    )
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from codehone.logging_setup import setup_logging
+    from codehone.training.pretrain import PretrainConfig, pretrain
+
+    setup_logging(args.verbose)
+    config = PretrainConfig(
+        out_dir=Path(args.out),
+        corpus_dirs=[Path(c) for c in args.corpus] if args.corpus else None,
+        minutes=args.minutes,
+        device=args.device,
+    )
+    model_dir = pretrain(config)
+    print(f"pretrained model written to {model_dir.root}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from codehone.demo import run_demo
+    from codehone.logging_setup import setup_logging
+
+    setup_logging(args.verbose)
+    return asyncio.run(run_demo(Path(args.model) if args.model else None, args.device))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codehone", description="Code completion honed on your own project."
+    )
+    parser.add_argument("--version", action="version", version=f"codehone {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        return p
+
+    device_choices = ["auto", "cuda", "cpu"]
+    p = add("serve", "run the language server (stdio by default)")
+    p.add_argument("--model", help="model directory (default: the embedded default model)")
+    p.add_argument("--device", choices=device_choices, default="auto")
+    p.add_argument("--tcp", action="store_true", help="listen on 127.0.0.1 instead of stdio")
+    p.add_argument("--port", type=int, default=2087)
+    p.add_argument("--log-file", help="write logs here instead of stderr")
+    p.set_defaults(func=cmd_serve)
+
+    p = add("complete", "print the completion at a position of a file")
+    p.add_argument("model_dir")
+    p.add_argument("file")
+    p.add_argument("line", type=int, help="1-based line")
+    p.add_argument("col", type=int, help="1-based column (characters)")
+    p.add_argument("--device", choices=device_choices, default="auto")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.set_defaults(func=cmd_complete)
+
+    p = add("export", "export a Hugging Face checkpoint to a verified model directory")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
+    p.set_defaults(func=cmd_export)
+
+    p = add("pretrain", "train a small code model from scratch on local sources and export it")
+    p.add_argument(
+        "--corpus",
+        action="append",
+        help="source directory (repeatable; default: this Python's standard library)",
+    )
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--minutes", type=float, default=3.5, help="training time budget")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = add("demo", "start the server, open a sample file and print completions")
+    p.add_argument("--model", help="model directory (default: find or build the default model)")
+    p.add_argument("--device", choices=device_choices, default="auto")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CodehoneError as exc:
+        print(f"codehone: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""textDocument/inlineCompletion (LSP 3.18): the continuation as ghost text.
+
+VS Code and Neovim 0.12 show inline completions as grey text after the cursor, accepted with
+Tab; that is how code completion models are meant to be used. pygls advertises the capability
+only because it is registered with ``InlineCompletionOptions``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from codehone.lsp_objects import inline_completion_item
+from lsprotocol import types
+
+if TYPE_CHECKING:
+    from codehone.lsp_server import CodehoneServer
+
+
+def register(server: CodehoneServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: CodehoneServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        outcome, position = await ls.run_completion(
+            "inlineCompletion", params.text_document.uri, params.position
+        )
+        items = []
+        if outcome is not None and outcome.text is not None:
+            items.append(inline_completion_item(outcome.text, position))
+        return types.InlineCompletionList(items=items)

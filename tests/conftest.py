@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny random-weight models of each family, built once per test session.
+
+Nothing can be downloaded here, so each model gets a tokenizer trained on this repository's
+own Python files and random weights; building and exporting one takes a few seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsp_wire import start_client, stop_client
+from pytest_lsp import LanguageClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tokenizer_texts() -> list[str]:
+    from codehone.training.tokenizer_train import iter_file_texts
+
+    files = sorted(p for d in ("server", "training", "tests") for p in (REPO / d).rglob("*.py"))
+    return list(iter_file_texts(files))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """tiny_model(family) -> a verified model directory of a tiny random model (cached)."""
+    from codehone.training.export import export_checkpoint
+    from codehone.training.random_models import TINY, build_random_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    built: dict[str, Path] = {}
+    texts = tokenizer_texts()
+
+    def build(family: str) -> Path:
+        if family not in built:
+            checkpoint = build_random_checkpoint(TINY[family], root / f"{family}-checkpoint", texts)
+            export_checkpoint(checkpoint, root / family)
+            built[family] = root / family
+        return built[family]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model: Callable[[str], Path]) -> Callable[[str], Path]:
+    """tiny_checkpoint(family) -> the Hugging Face checkpoint the tiny model was exported from."""
+
+    def get(family: str) -> Path:
+        return tiny_model(family).parent / f"{family}-checkpoint"
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model: Callable[[str], Path]) -> Path:
+    """A tiny gpt2 model directory (what most tests need)."""
+    return tiny_model("gpt2")
+
+
+@pytest_asyncio.fixture
+async def gpt2_client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
+    """A pytest-lsp client connected to `codehone serve` on the tiny gpt2 model (not yet
+    initialized: each test initializes with the capabilities it needs)."""
+    client = await start_client(tiny_model_dir)
+    yield client
+    await stop_client(client, timeout=2)

@@ -1,0 +1,1 @@
+"""Training side of codehone: corpus, pretraining, fine-tuning, export, evaluation."""
