@@ -36,6 +36,25 @@ def parse_frames(stream: bytes) -> list[dict[str, Any]]:
     return messages
 
 
+def read_frame(stream: Any) -> tuple[bytes, dict[str, Any]]:
+    """Read one framed message from a binary stream; return its raw bytes and the message."""
+    raw = b""
+    length = None
+    while True:
+        line = stream.readline()
+        if not line:
+            raise EOFError("server closed stdout")
+        raw += line
+        if line == b"\r\n":
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    assert length is not None, f"frame without Content-Length: {raw!r}"
+    body = stream.read(length)
+    return raw + body, json.loads(body)
+
+
 def initialize(request_id: int = 1, **params: Any) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",

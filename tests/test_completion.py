@@ -6,15 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lsp_wire import start_client, stop_client
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
 from codehone.completion import Completer, CompletionOptions, CursorContext
 from codehone.engine import Engine
 from codehone.model_dir import load_model_dir
 from codehone.providers import choose_provider
 from codehone.text_positions import offset_at
 from codehone.tokenizer import TextTokenizer
-from lsp_wire import start_client, stop_client
-from lsprotocol import types
-from pytest_lsp import LanguageClient
 
 URI = "file:///project/example.py"
 SOURCE = (

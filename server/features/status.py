@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lsprotocol import types
-
 if TYPE_CHECKING:
     from codehone.lsp_server import CodehoneServer
 
@@ -42,10 +40,6 @@ def register(server: CodehoneServer) -> None:
     def status(ls: CodehoneServer, params: Any) -> dict[str, Any]:
         return status_report(ls)
 
-    @server.feature(
-        types.WORKSPACE_EXECUTE_COMMAND, types.ExecuteCommandOptions(commands=[STATUS_COMMAND])
-    )
-    def execute_command(ls: CodehoneServer, params: types.ExecuteCommandParams) -> Any:
-        if params.command == STATUS_COMMAND:
-            return status_report(ls)
-        return None
+    @server.command(STATUS_COMMAND)
+    def status_command(ls: CodehoneServer, *args: Any) -> dict[str, Any]:
+        return status_report(ls)
