@@ -7,20 +7,25 @@ codehone's errors into JSON-RPC errors at the edge (no tracebacks or paths to th
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
 
 from codehone import __version__
 from codehone.completion import CompletionOptions, CompletionOutcome, CursorContext
 from codehone.config import completion_options_from
 from codehone.errors import CodehoneError
 from codehone.model_service import ModelService
+from codehone.protocol import CodehoneProtocol
 from codehone.text_positions import PositionError, offset_at
-from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
-from pygls.lsp.server import LanguageServer
 
 log = logging.getLogger("codehone.server")
 T = TypeVar("T")
@@ -28,9 +33,18 @@ T = TypeVar("T")
 
 class CodehoneServer(LanguageServer):
     def __init__(self, model: ModelService) -> None:
-        super().__init__("codehone", __version__)
+        super().__init__("codehone", __version__, protocol_cls=CodehoneProtocol)
         self.model = model
         self.options = CompletionOptions()
+        self.editor_watch: asyncio.Future[None] | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors outside any request: log them; malformed JSON also gets a -32700 answer."""
+        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+            log.warning("malformed message: %s", error)
+            self.protocol.answer_parse_error(error)  # type: ignore[attr-defined]
+            return
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
 
     def cursor_context(self, uri: str, position: types.Position) -> CursorContext | None:
         """The document's text and the cursor's offset, or None for an unknown document."""
@@ -88,6 +102,19 @@ async def guarded(request_id: object, make: Callable[[], Awaitable[T]]) -> T:
         raise JsonRpcInternalError(f"completion failed ({type(exc).__name__})") from None
 
 
+async def watch_editor_process(pid: int, interval_s: float = 2.0) -> None:
+    """Exit when the editor that started us dies (LSP's processId), so no server is orphaned."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.warning("the editor process %d is gone: exiting", pid)
+            os._exit(0)
+        except PermissionError:
+            pass  # it exists, owned by someone else
+
+
 def build_server(model: ModelService) -> CodehoneServer:
     from codehone.features import completion, inline_completion, status
 
@@ -100,6 +127,8 @@ def build_server(model: ModelService) -> CodehoneServer:
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: CodehoneServer, params: types.InitializeParams) -> None:
         ls.options = completion_options_from(params.initialization_options)
+        if params.process_id:
+            ls.editor_watch = asyncio.ensure_future(watch_editor_process(params.process_id))
 
     completion.register(server)
     inline_completion.register(server)
