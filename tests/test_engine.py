@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from codehone.engine import Engine, StopConditions
 from codehone.errors import GenerationError
 from codehone.model_dir import load_model_dir

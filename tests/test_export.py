@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from codehone.errors import ExportError
 from codehone.model_dir import load_model_dir
 from codehone.training.export import TOLERANCE, export_checkpoint

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from codehone.lsp_objects import completion_item
 from lsprotocol import types
+
+from codehone.lsp_objects import completion_item
 
 if TYPE_CHECKING:
     from codehone.lsp_server import CodehoneServer
