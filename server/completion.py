@@ -1,6 +1,7 @@
 """Completion as small pure steps in a row, shared by the LSP server and `codehone complete`.
 
-should we complete? -> build the prompt within a token budget -> generate -> post-process.
+should we complete? -> build the prompt within a token budget (fill-in-the-middle with the
+text after the cursor when the model has FIM tokens) -> generate -> post-process.
 Only a window of text around the cursor is ever tokenized, so a huge file costs no more than
 a small one.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from codehone.engine import Engine, Generation, StopConditions
+from codehone.fim import fim_prompt_ids
 from codehone.model_dir import Manifest
 from codehone.tokenizer import TextTokenizer
 
@@ -34,6 +36,7 @@ class CompletionOptions:
     max_prompt_tokens: int = 1024
     time_budget_ms: int = 1500
     multiline: Literal["auto", "always", "never"] = "auto"
+    fim: bool = True  # use the text after the cursor when the model has FIM tokens
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Prompt:
     token_ids: list[int]
     mode: Mode
     base_indent: str
+    fim: bool = False
 
 
 @dataclass
@@ -108,20 +112,49 @@ def prefix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: i
         window *= 2
 
 
+def suffix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: int) -> list[int]:
+    """The first ``budget`` tokens after ``offset``, tokenizing only a window of the text."""
+    if budget <= 0:
+        return []
+    window = max(64, budget * _MAX_CHARS_PER_TOKEN)
+    while True:
+        end = min(len(text), offset + window)
+        ids = tokenizer.encode(text[offset:end])
+        if end == len(text):
+            return ids[:budget]
+        if len(ids) > budget:  # the window's last token may be cut in half: it is dropped here
+            return ids[:budget]
+        window *= 2
+
+
+_SUFFIX_SHARE = 4  # with FIM, the suffix gets at most a quarter of the prompt budget
+
+
 def build_prompt(
     ctx: CursorContext, tokenizer: TextTokenizer, manifest: Manifest, options: CompletionOptions
 ) -> Prompt:
     special = manifest.special_tokens
     use_bos = special.add_bos and special.bos_token_id is not None
     budget = prompt_budget(manifest, options) - (1 if use_bos else 0)
+    line = ctx.line_prefix
+    base_indent = line[: len(line) - len(line.lstrip())]
+    mode = choose_mode(ctx, options)
+    fim = special.fim if options.fim else None
+    if fim is not None and budget > 8 and ctx.text[ctx.offset :].strip():
+        suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)
+        prefix_ids = prefix_token_ids(
+            ctx.text, ctx.offset, tokenizer, budget - len(suffix_ids) - 3
+        )
+        ids = fim_prompt_ids(prefix_ids, suffix_ids, fim)
+        if use_bos:
+            ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
+        return Prompt(ids, mode, base_indent, fim=True)
     ids = prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget)
     if use_bos:
         ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
     if not ids:  # an empty document: start from the end-of-text token
         ids = [special.eos_token_ids[0]]
-    line = ctx.line_prefix
-    base_indent = line[: len(line) - len(line.lstrip())]
-    return Prompt(ids, choose_mode(ctx, options), base_indent)
+    return Prompt(ids, mode, base_indent)
 
 
 def cut_completion(text: str, mode: Mode, base_indent: str) -> tuple[str, bool]:
@@ -184,7 +217,8 @@ class Completer:
             return CompletionOutcome(None, reason)
         prompt = build_prompt(ctx, self.tokenizer, self.manifest, options)
         prompt_ms = (time.perf_counter() - started) * 1000
-        context_ids = prompt.token_ids
+        # Decoding context: with FIM the text before the middle is the prefix, not the suffix.
+        context_ids = [] if prompt.fim else prompt.token_ids
 
         def stop_rule(generated: list[int]) -> bool:
             text = self.tokenizer.decode_continuation(context_ids, generated)

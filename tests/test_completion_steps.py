@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from codehone.completion import (
     Completer,
     CompletionOptions,
@@ -189,7 +190,7 @@ def test_cursor_context_line_prefix_and_suffix() -> None:
 
 # -- single or multi line? -------------------------------------------------------------------
 
-AUTO = CompletionOptions()
+AUTO = CompletionOptions(fim=False)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +233,10 @@ def test_other_lines_choose_single_line(text: str) -> None:
 
 def test_always_and_never_override_the_heuristic() -> None:
     opener, plain = cursor_at_bar("def f():|"), cursor_at_bar("x = 1|")
-    always, never = CompletionOptions(multiline="always"), CompletionOptions(multiline="never")
+    always, never = (
+        CompletionOptions(fim=False, multiline="always"),
+        CompletionOptions(fim=False, multiline="never"),
+    )
     assert choose_mode(plain, always) == "multi_line"
     assert choose_mode(opener, always) == "multi_line"
     assert choose_mode(opener, never) == "single_line"
@@ -363,10 +367,10 @@ def test_postprocess_result_never_ends_in_whitespace() -> None:
 
 def test_prompt_budget_is_clamped_to_the_context(manifest: Manifest) -> None:
     assert manifest.context_length == 256
-    assert prompt_budget(manifest, CompletionOptions(max_prompt_tokens=100)) == 100
-    big = CompletionOptions(max_prompt_tokens=32768, max_new_tokens=48)
+    assert prompt_budget(manifest, CompletionOptions(fim=False, max_prompt_tokens=100)) == 100
+    big = CompletionOptions(fim=False, max_prompt_tokens=32768, max_new_tokens=48)
     assert prompt_budget(manifest, big) == 256 - 48 - 1
-    assert prompt_budget(manifest, CompletionOptions(max_new_tokens=512)) == 1
+    assert prompt_budget(manifest, CompletionOptions(fim=False, max_new_tokens=512)) == 1
 
 
 @pytest.mark.parametrize("budget", [1, 2, 3, 7, 16, 33, 100, 207])
@@ -387,7 +391,7 @@ def test_build_prompt_respects_the_budget_exactly(
 ) -> None:
     text = SAMPLE * 3
     for max_prompt_tokens in (16, 17, 64, 200):
-        options = CompletionOptions(max_prompt_tokens=max_prompt_tokens)
+        options = CompletionOptions(fim=False, max_prompt_tokens=max_prompt_tokens)
         for offset in (len(text), len(text) // 2, len(SAMPLE) + 5):
             prompt = build_prompt(CursorContext(text, offset), tokenizer, manifest, options)
             assert len(prompt.token_ids) == max_prompt_tokens  # plenty of text: exactly full
@@ -398,7 +402,7 @@ def test_build_prompt_with_little_text_takes_all_of_it(
     tokenizer: TextTokenizer, manifest: Manifest
 ) -> None:
     ctx = cursor_at_bar("import os\nx = |os.sep")
-    prompt = build_prompt(ctx, tokenizer, manifest, CompletionOptions())
+    prompt = build_prompt(ctx, tokenizer, manifest, CompletionOptions(fim=False))
     assert prompt.token_ids == tokenizer.encode("import os\nx = ")
 
 
@@ -408,10 +412,12 @@ def test_prompt_never_tokenizes_a_huge_document_whole(model: ModelDir, manifest:
     assert len(document) >= 20_000_000
     for offset in (len(document), len(document) // 2, 1_000_003):
         spy.encoded_lengths.clear()
-        prompt = build_prompt(CursorContext(document, offset), spy, manifest, CompletionOptions())
+        prompt = build_prompt(
+            CursorContext(document, offset), spy, manifest, CompletionOptions(fim=False)
+        )
         assert spy.encoded_lengths, "the spy must see the encoding"
         assert max(spy.encoded_lengths) < 100_000  # a window, far below 20 MB
-        budget = prompt_budget(manifest, CompletionOptions())
+        budget = prompt_budget(manifest, CompletionOptions(fim=False))
         assert len(prompt.token_ids) == budget
         assert document[:offset].endswith(spy.decode(prompt.token_ids))
 
@@ -443,7 +449,7 @@ def test_prompt_window_grows_when_tokens_fall_short(tmp_path: Path) -> None:
 def test_empty_prefix_prompts_with_eos(
     ctx: CursorContext, tokenizer: TextTokenizer, manifest: Manifest
 ) -> None:
-    prompt = build_prompt(ctx, tokenizer, manifest, CompletionOptions())
+    prompt = build_prompt(ctx, tokenizer, manifest, CompletionOptions(fim=False))
     assert prompt.token_ids == [manifest.special_tokens.eos_token_ids[0]]
 
 
@@ -457,7 +463,7 @@ def test_bos_is_prepended_when_the_manifest_says_so(
 ) -> None:
     bos = 4
     with_bos = _with_bos(manifest, bos)
-    options = CompletionOptions(max_prompt_tokens=32)
+    options = CompletionOptions(fim=False, max_prompt_tokens=32)
     ctx = CursorContext(SAMPLE, len(SAMPLE))
     prompt = build_prompt(ctx, tokenizer, with_bos, options)
     assert prompt.token_ids[0] == bos
@@ -482,7 +488,7 @@ def test_add_bos_without_a_bos_id_adds_nothing(
 
 def test_bos_with_a_budget_of_one_token(tokenizer: TextTokenizer, manifest: Manifest) -> None:
     with_bos = _with_bos(manifest, 4, context_length=50)
-    options = CompletionOptions(max_new_tokens=48)
+    options = CompletionOptions(fim=False, max_new_tokens=48)
     assert prompt_budget(with_bos, options) == 1
     prompt = build_prompt(cursor_at_end(SAMPLE), tokenizer, with_bos, options)
     assert len(prompt.token_ids) <= 1
@@ -549,7 +555,7 @@ def test_completer_stops_on_eos_and_special_tokens(
 
 @pytest.mark.parametrize("multiline", ["auto", "always", "never"])
 def test_completer_result_is_none_or_clean_text(completer: Completer, multiline: str) -> None:
-    options = CompletionOptions(max_new_tokens=12, multiline=multiline)  # type: ignore[arg-type]
+    options = CompletionOptions(fim=False, max_new_tokens=12, multiline=multiline)  # type: ignore[arg-type]
     for text in CONTEXTS:
         outcome = completer.complete(cursor_at_bar(text), options)
         assert outcome.prompt_tokens >= 1
@@ -568,7 +574,7 @@ def test_completer_result_is_none_or_clean_text(completer: Completer, multiline:
 
 
 def test_completer_skips_in_the_middle_of_a_word(completer: Completer) -> None:
-    outcome = completer.complete(cursor_at_bar("val|ue = 1"), CompletionOptions())
+    outcome = completer.complete(cursor_at_bar("val|ue = 1"), CompletionOptions(fim=False))
     assert outcome.text is None
     assert "middle of a word" in outcome.reason
     assert outcome.new_tokens == 0
@@ -578,14 +584,16 @@ def test_completer_skips_in_the_middle_of_a_word(completer: Completer) -> None:
 def test_completer_cancelled_before_it_starts(completer: Completer) -> None:
     cancel = threading.Event()
     cancel.set()
-    outcome = completer.complete(cursor_at_end("x = "), CompletionOptions(), cancel)
+    outcome = completer.complete(cursor_at_end("x = "), CompletionOptions(fim=False), cancel)
     assert outcome.text is None
     assert "cancelled" in outcome.reason
     assert outcome.new_tokens == 0
 
 
 def test_completer_with_no_time_budget_ends_by_deadline(completer: Completer) -> None:
-    outcome = completer.complete(cursor_at_end("x = "), CompletionOptions(time_budget_ms=0))
+    outcome = completer.complete(
+        cursor_at_end("x = "), CompletionOptions(fim=False, time_budget_ms=0)
+    )
     assert outcome.text is None
     assert "deadline" in outcome.reason
     assert outcome.new_tokens == 0
@@ -594,7 +602,7 @@ def test_completer_with_no_time_budget_ends_by_deadline(completer: Completer) ->
 def test_completer_on_a_huge_document_tokenizes_a_window(engine: Engine, model: ModelDir) -> None:
     spy = SpyTokenizer(model.tokenizer_path)
     document = SAMPLE * (20_000_000 // len(SAMPLE) + 1)
-    options = CompletionOptions(max_new_tokens=4)
+    options = CompletionOptions(fim=False, max_new_tokens=4)
     outcome = Completer(engine, spy).complete(CursorContext(document, len(document) // 2), options)
     assert max(spy.encoded_lengths) < 100_000
     assert outcome.prompt_tokens == prompt_budget(engine.manifest, options)
@@ -613,7 +621,9 @@ def test_single_line_completion_stops_at_the_newline(
     model: ModelDir, cpu: ProviderChoice, tokenizer: TextTokenizer
 ) -> None:
     engine = scripted(model, cpu, tokenizer, "foo(1)\n    bar()\n    baz()\n")
-    outcome = Completer(engine, tokenizer).complete(cursor_at_end("x = "), CompletionOptions())
+    outcome = Completer(engine, tokenizer).complete(
+        cursor_at_end("x = "), CompletionOptions(fim=False)
+    )
     assert outcome.text == "foo(1)"
     assert outcome.reason == "stop_rule"
     # it stopped as soon as the newline arrived, not at max tokens
@@ -664,7 +674,7 @@ def test_max_new_tokens_bounds_the_completion(
     script_text = "alpha + beta + gamma + delta + epsilon"
     engine = scripted(model, cpu, tokenizer, script_text)
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(max_new_tokens=3)
+        cursor_at_end("x = "), CompletionOptions(fim=False, max_new_tokens=3)
     )
     assert outcome.new_tokens == 3
     assert outcome.reason == "max_tokens"
@@ -702,7 +712,7 @@ def test_deadline_during_generation_keeps_what_was_made(
     script_text = "alpha + beta + gamma + delta"
     engine = scripted(model, cpu, tokenizer, script_text, on_step=tick)
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(time_budget_ms=2500)
+        cursor_at_end("x = "), CompletionOptions(fim=False, time_budget_ms=2500)
     )
     assert outcome.reason == "deadline"
     assert outcome.new_tokens == 3
