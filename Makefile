@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test serve lint clean
+.PHONY: install run test serve lint editors test-editors clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "codehone needs Python >= 3.11 (set PYTHON=...)")'
@@ -28,6 +28,13 @@ serve: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check server training tests
+
+# The VS Code extension package (editors/vscode/codehone.vsix) and the editors' own tests.
+editors: $(STAMP)
+	$(MAKE) -C editors vsix PYTHON=$(abspath $(BIN)/python)
+
+test-editors: $(STAMP)
+	$(MAKE) -C editors test PYTHON=$(abspath $(BIN)/python)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

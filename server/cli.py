@@ -137,6 +137,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(Path(args.model) if args.model else None, args.device))
 
 
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    from codehone.bench_engine import BenchConfig, run_bench
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if args.verbose:  # tracebacks of failed contenders (stderr); other libraries stay quiet
+        logging.getLogger("codehone").setLevel(logging.DEBUG)
+    config = BenchConfig(
+        device=args.device,
+        shapes=args.shapes or [],
+        prompt_lengths=args.prompt_lengths,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        contenders=args.contenders or [],
+        draft_tokens=args.draft_tokens,
+        json_path=Path(args.json) if args.json else None,
+        threads=args.threads,
+    )
+    if args.cache_dir:
+        config.cache_dir = Path(args.cache_dir)
+    try:
+        run_bench(config)
+    except ValueError as exc:
+        raise CodehoneError(str(exc)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codehone", description="Code completion honed on your own project."
@@ -189,6 +215,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model directory (default: find or build the default model)")
     p.add_argument("--device", choices=device_choices, default="auto")
     p.set_defaults(func=cmd_demo)
+
+    from codehone.training.commands import add_training_commands
+
+    add_training_commands(add)  # prepare, finetune, search, eval, tune
+
+    bench = sub.add_parser("bench", help="benchmarks", description="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    p = bench_sub.add_parser(
+        "engine",
+        help="codehone's engine vs transformers and optimum, side by side",
+        description="codehone's decode engine vs Hugging Face transformers (PyTorch eager) and "
+        "optimum ORTModelForCausalLM on random-weight models: time to first token, per-token "
+        "decode time, tokens/s, and greedy tokens checked against PyTorch's",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        help="default: gpt2-124m qwen2.5-coder-0.5b (cuda), gpt2-small qwen2-small (cpu)",
+    )
+    p.add_argument("--prompt-lengths", nargs="+", type=int, default=[512, 1500])
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        help="hf-eager optimum codehone-export codehone codehone+graph codehone+spec (default: "
+        "all that apply to the device)",
+    )
+    p.add_argument("--draft-tokens", type=int, default=6, help="for codehone+spec")
+    p.add_argument("--cache-dir", help="where models are built (default ~/.cache/codehone/bench)")
+    p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--threads", type=int, help="CPU threads for every contender")
+    p.set_defaults(func=cmd_bench_engine)
     return parser
 
 

@@ -14,9 +14,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from codehone.text_positions import position_at
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+from codehone.text_positions import position_at
 
 log = logging.getLogger("codehone.demo")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cattrs
+
 from codehone.converters import strict_converter
 from codehone.errors import ModelDirError
 
@@ -49,6 +50,11 @@ class KVLayout:
     num_kv_heads: int
     head_size: int
     dtype: str
+    # False (optimum's graphs): each step takes the past [.., past_len, ..] and returns a new
+    # present [.., past_len + new, ..]. True (codehone's fused graph): past and present are one
+    # buffer per tensor, allocated once by the engine at the context length and bound as both;
+    # the graph takes the valid length from GraphIO.seqlens_k / total_sequence_length.
+    shared_buffer: bool = False
     past_key: str = "past_key_values.{layer}.key"
     past_value: str = "past_key_values.{layer}.value"
     present_key: str = "present.{layer}.key"
@@ -75,6 +81,26 @@ class GraphIO:
     attention_mask: str | None = "attention_mask"
     position_ids: str | None = None
     logits: str = "logits"
+    # Shared-buffer KV (GroupQueryAttention's convention): int32 [batch] = valid length after
+    # the step - 1, and int32 scalar = that length (the largest of the batch).
+    seqlens_k: str | None = None
+    total_sequence_length: str | None = None
+    # int64 [K]: which of the step's positions get logits (then logits is [batch, K, vocab]);
+    # None: logits for every position.
+    logits_positions: str | None = None
+    # int64 [batch, K] output: the arg-max of those logits, computed inside the graph.
+    next_tokens: str | None = None
+
+    def optional_inputs(self) -> list[str]:
+        """The graph inputs besides input_ids and the KV cache that this graph has."""
+        names = (
+            self.attention_mask,
+            self.position_ids,
+            self.seqlens_k,
+            self.total_sequence_length,
+            self.logits_positions,
+        )
+        return [n for n in names if n]
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,7 @@ class Provenance:
     verification: dict[str, float] = field(default_factory=dict)
     created: str = ""
     codehone_version: str = ""
+    optimizations: list[str] = field(default_factory=list)  # training/optimize.py steps
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,12 @@ def _check_manifest_values(path: Path, m: Manifest) -> None:
             raise ModelDirError(f"{path}: {name} must be positive, got {value}")
     if not m.special_tokens.eos_token_ids:
         raise ModelDirError(f"{path}: special_tokens.eos_token_ids is empty")
+    if m.kv.shared_buffer and not (m.io.seqlens_k and m.io.total_sequence_length):
+        raise ModelDirError(
+            f"{path}: kv.shared_buffer needs io.seqlens_k and io.total_sequence_length"
+        )
+    if m.io.next_tokens and not m.io.logits_positions:
+        raise ModelDirError(f"{path}: io.next_tokens needs io.logits_positions")
 
 
 def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
@@ -221,9 +254,10 @@ def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
                 _inside(root, entry.value, "external data file")
     inputs = {v.name: v for v in proto.graph.input}
     outputs = {v.name: v for v in proto.graph.output}
-    expected_inputs = [m.io.input_ids, *m.kv.past_names()]
-    expected_inputs += [n for n in (m.io.attention_mask, m.io.position_ids) if n]
+    expected_inputs = [m.io.input_ids, *m.kv.past_names(), *m.io.optional_inputs()]
     expected_outputs = [m.io.logits, *m.kv.present_names()]
+    if m.io.next_tokens:
+        expected_outputs.append(m.io.next_tokens)
     missing_in = [n for n in expected_inputs if n not in inputs]
     extra_in = [n for n in inputs if n not in expected_inputs]
     missing_out = [n for n in expected_outputs if n not in outputs]

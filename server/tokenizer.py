@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from codehone.errors import ModelDirError
 from tokenizers import Tokenizer
+
+from codehone.errors import ModelDirError
 
 # Decoding a continuation on its own can drop a leading space (sentencepiece) or mangle bytes
 # split across tokens; decoding it after a few prompt tokens and removing their text does not.

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from codehone.completion import CompletionOptions
 from codehone.config import completion_options_from
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from codehone.errors import CodehoneError, ModelDirError
 from codehone.model_dir import (
     FIM_CONVENTIONS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from codehone.errors import CodehoneError
 from codehone.text_positions import (
     PositionError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from codehone.errors import ModelDirError
 from codehone.model_dir import Manifest, load_model_dir
 from codehone.tokenizer import TextTokenizer

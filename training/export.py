@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 from codehone import __version__
 from codehone.errors import ExportError, ModelDirError
 from codehone.model_dir import (
@@ -123,6 +124,7 @@ def _special_tokens(tokenizer: object, generation_eos: object) -> SpecialTokens:
 def _verify(model: object, model_dir: ModelDir, prompt_ids: list[int], dtype: str) -> dict:
     """Compare ONNX Runtime with PyTorch: whole prompt, then step by step through the cache."""
     import torch
+
     from codehone.engine import Engine
     from codehone.providers import choose_provider
 

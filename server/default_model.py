@@ -1,0 +1,139 @@
+"""Find codehone's default model, building it on first use.
+
+codehone works out of the box without downloading anything: its default model is a small
+GPT-2 pretrained from scratch on this machine's Python standard library
+(``codehone.training.pretrain``). A model committed with the repository (``models/default``)
+wins; otherwise the model lives in a per-user cache directory, built once (a few minutes on a
+laptop CPU) the first time it is needed. The build happens in a temporary directory beside the
+cache and is renamed into place only when complete, under a file lock, so an interrupted build
+or two servers starting at once never leave a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import codehone
+from codehone.errors import ModelDirError
+from codehone.model_dir import MANIFEST_NAME, load_model_dir
+
+log = logging.getLogger("codehone.default_model")
+
+# Training budget of a first-run build; the tokenizer and the export add about a minute.
+DEFAULT_BUILD_MINUTES = 3.5
+CACHE_DIR_NAME = "default-model"
+
+
+def committed_model_dir() -> Path:
+    """``<repo>/models/default``: a default model shipped with a source checkout."""
+    return Path(codehone.__file__).resolve().parent.parent / "models" / "default"
+
+
+def default_model_dir() -> Path:
+    """Where the default model is cached for this user.
+
+    ``$CODEHONE_HOME/default-model`` if ``CODEHONE_HOME`` is set, else
+    ``$XDG_CACHE_HOME/codehone/default-model``, else ``~/.cache/codehone/default-model``.
+    """
+    home = os.environ.get("CODEHONE_HOME")
+    if home:
+        return Path(home).expanduser() / CACHE_DIR_NAME
+    cache = os.environ.get("XDG_CACHE_HOME")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "codehone" / CACHE_DIR_NAME
+
+
+def _valid_model_dir(path: Path) -> bool:
+    if not (path / MANIFEST_NAME).is_file():
+        return False
+    try:
+        load_model_dir(path)
+    except ModelDirError as exc:
+        log.warning("ignoring the cached default model: %s", exc)
+        return False
+    return True
+
+
+def find_default_model() -> Path | None:
+    """The default model directory if one exists (committed or cached), without building."""
+    committed = committed_model_dir()
+    if (committed / MANIFEST_NAME).is_file():
+        return committed
+    cached = default_model_dir()
+    if _valid_model_dir(cached):
+        return cached
+    return None
+
+
+@contextlib.contextmanager
+def _build_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (POSIX); elsewhere, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: two concurrent first runs would both build; rare and safe
+        yield
+        return
+    with open(lock_path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another codehone process is building the default model; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished ``src`` to ``dst``; an invalid leftover at ``dst`` is moved aside
+    first, so ``dst`` is at every moment either absent, the old directory or the new one."""
+    if dst.exists() or dst.is_symlink():
+        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.replace(dst, trash / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "cpu") -> Path:
+    """Return the default model directory, building it into the cache if there is none yet.
+
+    Never writes to stdout (the LSP server speaks there); the build logs to stderr.
+    """
+    found = find_default_model()
+    if found is not None:
+        return found
+    target = default_model_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target.parent / f".{target.name}.lock"):
+        if _valid_model_dir(target):  # another process built it while we waited
+            return target
+        from codehone.training.pretrain import PretrainConfig, pretrain
+
+        log.warning(
+            "codehone: no default model yet; building one now from this machine's Python "
+            "standard library (first run only, about %.0f minutes on a 2-core CPU) into %s",
+            minutes + 1.5,
+            target,
+        )
+        started = time.monotonic()
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+        try:
+            built = staging / target.name
+            pretrain(PretrainConfig(out_dir=built, minutes=minutes, device=device))
+            _replace_dir(built, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.warning(
+            "codehone: default model built in %.0f s: %s", time.monotonic() - started, target
+        )
+    return target

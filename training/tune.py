@@ -1,0 +1,209 @@
+"""The one-command loop: ``codehone tune PROJECT_DIR``.
+
+prepare -> finetune -> export -> eval against the base -> point the project's
+``.codehone.toml`` at the new model, only if it beats the base (line-completion exact match,
+ties broken by edit similarity), and say by how much.
+
+Everything is written under a work directory (default ``PROJECT_DIR/.codehone``, which
+``prepare`` never reads back as source): ``data/``, ``run/`` (checkpoints and the merged
+model), ``model/`` (the exported model directory) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codehone.errors import TrainingError
+
+log = logging.getLogger("codehone.tune")
+
+CONFIG_FILE = ".codehone.toml"
+
+
+@dataclass
+class TuneConfig:
+    project_dir: Path
+    base: Path | None = None  # None: the default model
+    work_dir: Path | None = None  # None: PROJECT_DIR/.codehone
+    method: str = "full"
+    minutes: float = 10.0  # fine-tuning budget (the training loop)
+    learning_rate: float | None = None
+    epochs: float = 20.0  # an upper bound: the time budget usually ends training first
+    max_steps: int | None = None
+    seq_len: int | None = None
+    num_threads: int | None = None  # torch CPU threads for fine-tuning (None: torch's default)
+    batch_size: int = 8
+    languages: tuple[str, ...] | None = None
+    line_samples: int = 500
+    docstring_samples: int = 0
+    bpb_max_tokens: int = 200_000
+    device: str = "auto"
+    seed: int = 0
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_project_config(project_dir: Path, model_dir: Path) -> Path:
+    """Point ``PROJECT_DIR/.codehone.toml``'s ``[model] path`` at ``model_dir`` (relative when
+    inside the project), keeping any other content of the file."""
+    project_dir = project_dir.resolve()
+    model_dir = model_dir.resolve()
+    path_value = (
+        model_dir.relative_to(project_dir).as_posix()
+        if model_dir.is_relative_to(project_dir)
+        else str(model_dir)
+    )
+    line = f"path = {_toml_string(path_value)}"
+    target = project_dir / CONFIG_FILE
+    text = target.read_text(encoding="utf-8") if target.is_file() else ""
+    lines = text.splitlines()
+    header = next((i for i, s in enumerate(lines) if s.strip() == "[model]"), None)
+    if header is None:
+        prefix = "\n".join(lines).rstrip()
+        new_text = (prefix + "\n\n" if prefix else "") + f"[model]\n{line}\n"
+    else:
+        end = next(
+            (i for i in range(header + 1, len(lines)) if re.match(r"\s*\[", lines[i])),
+            len(lines),
+        )
+        found = next(
+            (i for i in range(header + 1, end) if re.match(r"\s*path\s*=", lines[i])), None
+        )
+        if found is None:
+            lines.insert(header + 1, line)
+        else:
+            lines[found] = line
+        new_text = "\n".join(lines) + "\n"
+    handle, tmp = tempfile.mkstemp(prefix=".codehone.toml.", dir=project_dir)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(new_text)
+    os.replace(tmp, target)
+    return target
+
+
+def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
+    b, t = base["line_completion"], tuned["line_completion"]
+    if t["exact_match"] != b["exact_match"]:
+        return t["exact_match"] > b["exact_match"]
+    return t["edit_similarity"] > b["edit_similarity"]
+
+
+def tune(config: TuneConfig) -> dict[str, Any]:
+    import torch
+
+    from codehone.training.base_model import resolve_model
+    from codehone.training.evaluate import EvalConfig, compare_results, evaluate, format_compare
+    from codehone.training.export import export_checkpoint
+    from codehone.training.finetune import FinetuneConfig, finetune
+    from codehone.training.prepare import PrepareConfig, format_summary, prepare
+
+    project = Path(config.project_dir)
+    if not project.is_dir():
+        raise TrainingError(f"{project}: not a directory")
+    work = Path(config.work_dir) if config.work_dir else project / ".codehone"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / ".gitignore").write_text("*\n", encoding="utf-8")
+    base_path = config.base
+    if base_path is None:
+        from codehone.default_model import find_default_model
+
+        base_path = find_default_model()
+        if base_path is None:
+            raise TrainingError("no --base given and no default model built yet")
+    base = resolve_model(base_path, need_checkpoint=True)
+    log.info("base model: %s (checkpoint %s)", base.path, base.checkpoint)
+
+    # 1. prepare
+    prepare_config = PrepareConfig(project_dir=project, out_dir=work / "data", seed=config.seed)
+    if config.languages:
+        prepare_config.languages = config.languages
+    summary = prepare(prepare_config, base)
+    log.info("%s", format_summary(summary, work / "data"))
+
+    # 2. finetune
+    result = finetune(
+        FinetuneConfig(
+            base=base_path,
+            data_dir=work / "data",
+            out_dir=work / "run",
+            method=config.method,
+            learning_rate=config.learning_rate,
+            epochs=config.epochs,
+            minutes=config.minutes,
+            max_steps=config.max_steps,
+            seq_len=config.seq_len,
+            num_threads=config.num_threads,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            resume=False,
+        )
+    )
+
+    # 3. export
+    use_cuda = config.device != "cpu" and torch.cuda.is_available()
+    model_dir = export_checkpoint(
+        result.checkpoint,
+        work / "model",
+        device="cuda" if use_cuda else "cpu",
+        training_data=f"fine-tuned on {project.resolve()} ({summary['files']} files)",
+        steps=result.steps,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+    )
+
+    # 4. evaluate both on the held-out test files
+    eval_config = EvalConfig(
+        data_dir=work / "data",
+        line_samples=config.line_samples,
+        docstring_samples=config.docstring_samples,
+        bpb_max_tokens=config.bpb_max_tokens,
+        seed=config.seed,
+        device=config.device,
+    )
+    base_result = evaluate(base.model_dir or base.path, eval_config)
+    tuned_result = evaluate(model_dir.root, eval_config)
+    comparison = compare_results(base_result, tuned_result)
+    log.info("base vs fine-tuned:\n%s", format_compare(comparison))
+
+    # 5. decide
+    won = beats(base_result, tuned_result)
+    delta_em = (
+        tuned_result["line_completion"]["exact_match"]
+        - base_result["line_completion"]["exact_match"]
+    )
+    delta_bpb = (
+        tuned_result["bits_per_byte"]["bits_per_byte"]
+        - base_result["bits_per_byte"]["bits_per_byte"]
+    )
+    config_path = write_project_config(project, model_dir.root) if won else None
+    message = (
+        f"the fine-tuned model {'beats' if won else 'does not beat'} the base: line exact match "
+        f"{delta_em:+.1f} points, bits per byte {delta_bpb:+.3f}"
+        + (f"; {config_path} now points at {model_dir.root}" if config_path else "; left as is")
+    )
+    log.info("%s", message)
+    report = {
+        "project": str(project.resolve()),
+        "base": str(base.path),
+        "model": str(model_dir.root),
+        "beats_base": won,
+        "exact_match_delta": round(delta_em, 2),
+        "bits_per_byte_delta": round(delta_bpb, 4),
+        "config_written": str(config_path) if config_path else None,
+        "message": message,
+        "data": summary,
+        "finetune": result.metrics,
+        "comparison": comparison["comparison"],
+        "base_eval": base_result,
+        "model_eval": tuned_result,
+    }
+    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
