@@ -1,24 +1,27 @@
 """`codehone bench lsp`: end-to-end latency as an editor sees it while a user types.
 
 Starts the real `codehone serve` over stdio, opens a real source file cut at a point with
-enough text before it for the context asked for, then types the file's next characters one
-keystroke at a time (50-150 ms apart, seeded), sending an inline-completion request after
-each keystroke and cancelling the previous one if it is still running, as editors do. Prints
-latency percentiles of the answered requests, how many were cancelled and how fast the
-cancellations were answered, and the server's own counters (prefix-cache hits) from
+about the context asked for before it, then types the file's next characters one keystroke at
+a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
+after each keystroke and cancelling the previous one if it is still running, as editors do.
+Prints latency percentiles of the answered requests, how many were cancelled and how fast the
+cancellations were answered, and the server's own counters (prefix-cache hit rate) from
 `codehone/status`. A benchmark, not a test: it prints figures and asserts nothing.
+
+Every request ends up in exactly one of: answered (with items, or empty), cancelled, errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,12 @@ from pygls.lsp.client import LanguageClient
 
 from codehone.text_positions import position_at
 
+CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens of text
+
 
 @dataclass
 class BenchResult:
+    keystrokes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     cancel_answer_ms: list[float] = field(default_factory=list)
     cancelled: int = 0
@@ -37,10 +43,39 @@ class BenchResult:
     errors: int = 0
     status: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def answered(self) -> int:
+        return len(self.latencies_ms)
 
-def percentile(values: list[float], q: float) -> float:
+    def summary(self) -> dict[str, Any]:
+        lat = self.latencies_ms
+        prefix = self.status.get("prefix_cache") or {}
+        return {
+            "keystrokes": self.keystrokes,
+            "requests": self.answered + self.cancelled + self.errors,
+            "answered": self.answered,
+            "empty": self.empty,
+            "cancelled": self.cancelled,
+            "errors": self.errors,
+            "latency_ms": {
+                "p50": percentile(lat, 0.5),
+                "p95": percentile(lat, 0.95),
+                "p99": percentile(lat, 0.99),
+                "mean": statistics.fmean(lat) if lat else None,
+            },
+            "cancel_answer_ms": {
+                "p50": percentile(self.cancel_answer_ms, 0.5),
+                "p95": percentile(self.cancel_answer_ms, 0.95),
+            },
+            "prefix_cache_hit_rate": prefix.get("hit_rate"),
+            "prefix_token_reuse_rate": prefix.get("token_reuse_rate"),
+            "provider": self.status.get("provider"),
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -60,23 +95,33 @@ def start_offset(text: str, context_chars: int) -> int:
 
 
 def _to_dict(value: Any) -> dict[str, Any]:
+    plain = _plain(value)
+    return plain if isinstance(plain, dict) else {"result": plain}
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands unknown results back as namedtuples: turn them into JSON values."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
     if isinstance(value, dict):
-        return value
-    return {k: getattr(value, k) for k in dir(value) if not k.startswith("_")}
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 async def run_bench(
     model: Path,
     source: Path,
     keystrokes: int,
-    context_chars: int,
+    context_tokens: int,
     device: str,
     seed: int,
     max_new_tokens: int,
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
-    offset = start_offset(text, context_chars)
-    keystrokes = min(keystrokes, len(text) - offset)
+    offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
+    keystrokes = max(0, min(keystrokes, len(text) - offset))
     rng = random.Random(seed)
     uri = "file:///bench/" + source.name
     log_file = Path(tempfile.gettempdir()) / "codehone-bench-lsp-server.log"
@@ -85,14 +130,18 @@ async def run_bench(
         sys.executable, "-m", "codehone", "serve", "--model", str(model),
         "--device", device, "--log-file", str(log_file),
     )  # fmt: skip
-    result = BenchResult()
+    result = BenchResult(keystrokes=keystrokes)
     try:
         await client.initialize_async(
             types.InitializeParams(
                 process_id=None,
                 capabilities=types.ClientCapabilities(),
                 initialization_options={
-                    "completion": {"maxNewTokens": max_new_tokens, "multiline": "never"}
+                    "completion": {
+                        "maxNewTokens": max_new_tokens,
+                        "maxPromptTokens": max(16, min(32768, context_tokens)),
+                        "multiline": "never",
+                    }
                 },
             )
         )
@@ -112,7 +161,9 @@ async def run_bench(
                 answer = await future
                 items = getattr(answer, "items", None) or []
                 if msg_id in cancel_sent:
-                    result.cancel_answer_ms.append((time.perf_counter() - cancel_sent[msg_id]) * 1000)
+                    result.cancel_answer_ms.append(
+                        (time.perf_counter() - cancel_sent[msg_id]) * 1000
+                    )
                     result.cancelled += 1
                     return
                 result.latencies_ms.append((time.perf_counter() - sent) * 1000)
@@ -120,7 +171,9 @@ async def run_bench(
                     result.empty += 1
             except Exception as exc:  # RequestCancelled arrives as an error response
                 if msg_id in cancel_sent and "cancel" in str(exc).lower():
-                    result.cancel_answer_ms.append((time.perf_counter() - cancel_sent[msg_id]) * 1000)
+                    result.cancel_answer_ms.append(
+                        (time.perf_counter() - cancel_sent[msg_id]) * 1000
+                    )
                     result.cancelled += 1
                 else:
                     result.errors += 1
@@ -173,26 +226,33 @@ async def run_bench(
     return result
 
 
-def report(result: BenchResult, model: Path, source: Path, keystrokes: int) -> str:
-    lat = result.latencies_ms
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def report(result: BenchResult, model: Path, source: Path) -> str:
+    summary = result.summary()
+    lat = summary["latency_ms"]
     lines = [
-        f"codehone bench lsp: model {model}, typing {keystrokes} keystrokes of {source}",
-        f"provider: {result.status.get('provider', '?')}",
-        f"answered requests: {len(lat)} ({result.empty} empty), cancelled: {result.cancelled}, "
-        f"errors: {result.errors}",
-        "end-to-end latency ms (answered): "
-        f"p50 {percentile(lat, 0.5):.1f}  p95 {percentile(lat, 0.95):.1f}  "
-        f"p99 {percentile(lat, 0.99):.1f}  mean {statistics.fmean(lat) if lat else float('nan'):.1f}",
+        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source}",
+        f"provider: {summary['provider'] or '?'}",
+        f"requests: {summary['requests']} = answered {summary['answered']} "
+        f"({summary['empty']} empty) + cancelled {summary['cancelled']} "
+        f"+ errors {summary['errors']}",
+        f"end-to-end latency ms (answered): p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  "
+        f"p99 {_ms(lat['p99'])}  mean {_ms(lat['mean'])}",
     ]
     if result.cancel_answer_ms:
-        lines.append(
-            "cancel -> answer ms: "
-            f"p50 {percentile(result.cancel_answer_ms, 0.5):.1f}  "
-            f"p95 {percentile(result.cancel_answer_ms, 0.95):.1f}"
-        )
-    prefix = result.status.get("prefix_cache")
+        cancel = summary["cancel_answer_ms"]
+        lines.append(f"cancel -> answer ms: p50 {_ms(cancel['p50'])}  p95 {_ms(cancel['p95'])}")
+    prefix = result.status.get("prefix_cache") or {}
     if prefix:
-        lines.append(f"prefix cache: {prefix}")
+        lines.append(
+            f"prefix cache: hit rate {100 * prefix.get('hit_rate', 0.0):.1f}% "
+            f"({prefix.get('hits', 0)} of {prefix.get('requests', 0)} requests that reached "
+            f"the model), {100 * prefix.get('token_reuse_rate', 0.0):.1f}% of prompt tokens "
+            "reused"
+        )
     return "\n".join(lines)
 
 
@@ -200,10 +260,11 @@ def main(
     model: Path | None,
     source: Path | None,
     keystrokes: int,
-    context_chars: int,
+    context_tokens: int,
     device: str,
     seed: int,
     max_new_tokens: int,
+    json_path: Path | None = None,
 ) -> int:
     if model is None:
         from codehone.default_model import ensure_default_model
@@ -211,7 +272,16 @@ def main(
         model = ensure_default_model()
     source = source or default_file()
     result = asyncio.run(
-        run_bench(model, source, keystrokes, context_chars, device, seed, max_new_tokens)
+        run_bench(model, source, keystrokes, context_tokens, device, seed, max_new_tokens)
     )
-    print(report(result, model, source, keystrokes))
+    print(report(result, model, source))
+    if json_path is not None:
+        data = {
+            "model": str(model),
+            "file": str(source),
+            "summary": result.summary(),
+            "raw": {k: v for k, v in asdict(result).items() if k != "status"},
+            "status": result.status,
+        }
+        json_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return 0

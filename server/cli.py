@@ -32,15 +32,23 @@ def _resolve_model(path: str | None) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from codehone.default_model import find_default_model
     from codehone.logging_setup import setup_logging
     from codehone.lsp_server import build_server
     from codehone.model_dir import load_model_dir
     from codehone.model_service import ModelService
 
     setup_logging(args.verbose, Path(args.log_file) if args.log_file else None)
-    model_dir = load_model_dir(_resolve_model(args.model))
-    service = ModelService.load(model_dir, args.device)
-    server = build_server(service)
+    model_path = Path(args.model) if args.model else find_default_model()
+    service = None
+    if model_path is not None:
+        service = ModelService.load(load_model_dir(model_path), args.device)
+    else:
+        log.warning(
+            "no --model and no default model built yet: only models named by workspace "
+            "folders (.codehone.toml) or the `model` option will serve"
+        )
+    server = build_server(service, args.device, model_path)
     try:
         if args.tcp:
             log.info("serving on 127.0.0.1:%d", args.port)
@@ -48,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             server.start_io()
     finally:
-        service.close()
+        server.models.registry.close()
     return 0
 
 
@@ -111,19 +119,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [x.strip() for x in value.split(",") if x.strip()]
+
+
+# `codehone pretrain` options that map one to one onto PretrainConfig fields (None: default).
+_PRETRAIN_FIELDS = (
+    "n_layer",
+    "n_embd",
+    "n_head",
+    "context_length",
+    "vocab_size",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "fim_rate",
+    "seed",
+    "max_steps",
+    "quantize_bits",
+    "checkpoint_dtype",
+)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from codehone.logging_setup import setup_logging
-    from codehone.training.pretrain import PretrainConfig, pretrain
+    from codehone.training.corpus import TRAIN_PACKAGES
+    from codehone.training.pretrain import PretrainConfig, format_summary, pretrain
 
     setup_logging(args.verbose)
+    overrides = {k: getattr(args, k) for k in _PRETRAIN_FIELDS if getattr(args, k) is not None}
+    packages = _names(args.packages) or []
+    if packages == ["default"]:
+        packages = list(TRAIN_PACKAGES)
+    if args.exclude_packages is not None:
+        overrides["exclude_packages"] = _names(args.exclude_packages)
+    if args.package_max_mb is not None:
+        overrides["package_max_bytes"] = int(args.package_max_mb * 1e6)
     config = PretrainConfig(
         out_dir=Path(args.out),
         corpus_dirs=[Path(c) for c in args.corpus] if args.corpus else None,
+        packages=packages,
         minutes=args.minutes,
         device=args.device,
+        num_threads=args.threads,
+        checkpoint_dir=Path(args.keep_checkpoint) if args.keep_checkpoint else None,
+        fuse=args.fuse,
+        embed_checkpoint=args.embed_checkpoint,
+        **overrides,
     )
     model_dir = pretrain(config)
     print(f"pretrained model written to {model_dir.root}")
+    print(format_summary(model_dir))
     return 0
 
 
@@ -135,6 +181,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     return asyncio.run(run_demo(Path(args.model) if args.model else None, args.device))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from codehone.check import run_check_command
+
+    return run_check_command(args)
 
 
 def cmd_bench_engine(args: argparse.Namespace) -> int:
@@ -163,6 +215,24 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_lsp(args: argparse.Namespace) -> int:
+    from codehone.bench_lsp import main as bench_lsp_main
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if args.keystrokes < 1 or args.context_tokens < 1:
+        raise CodehoneError("--keystrokes and --context-tokens must be at least 1")
+    return bench_lsp_main(
+        Path(args.model) if args.model else None,
+        Path(args.file) if args.file else None,
+        args.keystrokes,
+        args.context_tokens,
+        args.device,
+        args.seed,
+        args.max_new_tokens,
+        Path(args.json) if args.json else None,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codehone", description="Code completion honed on your own project."
@@ -182,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tcp", action="store_true", help="listen on 127.0.0.1 instead of stdio")
     p.add_argument("--port", type=int, default=2087)
     p.add_argument("--log-file", help="write logs here instead of stderr")
+    p.add_argument("--stdio", action="store_true", help="accepted and ignored (stdio is the default)")
     p.set_defaults(func=cmd_serve)
 
     p = add("complete", "print the completion at a position of a file")
@@ -209,12 +280,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--minutes", type=float, default=3.5, help="training time budget")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--packages",
+        help="comma-separated installed packages (import names) added to the corpus; "
+        "'default': the list the shipped default model was trained on",
+    )
+    p.add_argument(
+        "--exclude-packages",
+        help="comma-separated packages never trained on (default: the evaluation hold-out, "
+        "codehone.training.corpus.HELDOUT_PACKAGES)",
+    )
+    p.add_argument("--package-max-mb", type=float, help="source taken from one package (2.5)")
+    p.add_argument("--n-layer", type=int)
+    p.add_argument("--n-embd", type=int, help="width")
+    p.add_argument("--n-head", type=int)
+    p.add_argument("--context-length", type=int)
+    p.add_argument("--vocab-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--fim-rate", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=int, help="stop earlier than the time budget")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: every CPU)")
+    p.add_argument("--keep-checkpoint", metavar="DIR", help="keep the PyTorch checkpoint here")
+    p.add_argument(
+        "--embed-checkpoint",
+        action="store_true",
+        help="put the PyTorch checkpoint in OUT/checkpoint (a base for finetune / tune)",
+    )
+    p.add_argument("--checkpoint-dtype", choices=["fp16", "bf16", "fp32"])
+    p.add_argument(
+        "--fuse", action="store_true", help="rebuild as codehone's fused decode graph"
+    )
+    p.add_argument(
+        "--quantize-bits", type=int, choices=[4, 8], help="weight-only int8/int4 (CPU)"
+    )
     p.set_defaults(func=cmd_pretrain)
 
     p = add("demo", "start the server, open a sample file and print completions")
     p.add_argument("--model", help="model directory (default: find or build the default model)")
     p.add_argument("--device", choices=device_choices, default="auto")
     p.set_defaults(func=cmd_demo)
+
+    from codehone.check import add_check_arguments
+
+    p = add("check", "check a project's model and server headless, for CI (exit 0/1/2)")
+    add_check_arguments(p)
+    p.set_defaults(func=cmd_check)
 
     from codehone.training.commands import add_training_commands
 
@@ -250,6 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the rows here")
     p.add_argument("--threads", type=int, help="CPU threads for every contender")
     p.set_defaults(func=cmd_bench_engine)
+
+    p = bench_sub.add_parser(
+        "lsp",
+        help="end-to-end latency of the real server while a user types",
+        description="start `codehone serve` over stdio, type a real file a keystroke at a time "
+        "(50-150 ms apart) with an inline-completion request after each, cancelling stale ones "
+        "as editors do; print p50/p95/p99 latency, cancellations and the prefix-cache hit rate",
+    )
+    p.add_argument("--model", help="model directory (default: find or build the default model)")
+    p.add_argument("--file", help="source file to type (default: the stdlib's json/decoder.py)")
+    p.add_argument("--keystrokes", type=int, default=200)
+    p.add_argument("--context-tokens", type=int, default=1024, help="context before the cursor")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seeds the typing rhythm")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--json", help="also write the figures here")
+    p.set_defaults(func=cmd_bench_lsp)
     return parser
 
 

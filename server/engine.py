@@ -473,8 +473,16 @@ class Engine:
 
     # -- the decode loop -------------------------------------------------------------------
 
-    def generate(self, prompt_ids: Sequence[int], stop: StopConditions) -> Generation:
-        """Greedy decoding with the KV cache; returns the generated ids (stop token excluded)."""
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        stop: StopConditions,
+        sample: Callable[[np.ndarray], int] | None = None,
+    ) -> Generation:
+        """Greedy decoding with the KV cache; returns the generated ids (stop token excluded).
+
+        ``sample`` picks each next token from the last position's logits instead of the
+        arg-max (no speculation then)."""
         if not prompt_ids:
             raise GenerationError("empty prompt")
         context_length = self.manifest.context_length
@@ -484,7 +492,7 @@ class Engine:
             )
         with self._lock:
             try:
-                return self._generate(list(prompt_ids), stop, context_length)
+                return self._generate(list(prompt_ids), stop, context_length, sample)
             except BaseException:
                 self._previous = None
                 raise
@@ -509,7 +517,13 @@ class Engine:
             return empty
         return self._truncate(previous, common)
 
-    def _generate(self, prompt: list[int], stop: StopConditions, context: int) -> Generation:
+    def _generate(
+        self,
+        prompt: list[int],
+        stop: StopConditions,
+        context: int,
+        sample: Callable[[np.ndarray], int] | None = None,
+    ) -> Generation:
         started = time.perf_counter()
         cache = self._start_cache(prompt)
         reused = cache.length
@@ -537,14 +551,18 @@ class Engine:
                 reason = "context_full"
                 break
             draft: list[int] = []
-            if steps > 0 and self.draft_tokens:
+            if steps > 0 and self.draft_tokens and sample is None:
                 room = min(
                     self.draft_tokens,
                     context - cache.length - len(step_input),
                     stop.max_new_tokens - len(generated) - 1,
                 )
                 draft = prompt_lookup_draft(text, text_length, room)
-            next_ids, cache = self._next_tokens(step_input + draft, cache, 1 + len(draft))
+            if sample is None:
+                next_ids, cache = self._next_tokens(step_input + draft, cache, 1 + len(draft))
+            else:
+                logits, cache = self.forward(step_input, cache)
+                next_ids = [sample(logits)]
             steps += 1
             if steps == 1:
                 prefill_done = time.perf_counter()

@@ -155,3 +155,27 @@ def test_cli_prepare_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["prepare", str(empty), "--out", str(tmp_path / "d2")]) == 2
     assert "empty" in capsys.readouterr().err
     assert not (tmp_path / "d2").exists()
+
+
+def test_the_work_dir_ignores_generated_files_but_not_check_cases(tmp_path: Path) -> None:
+    """`git check-ignore` agrees: data and models are ignored, checks.toml is not."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    from codehone.training.tune import ignore_generated_files
+
+    subprocess.run([git, "init", "-q", str(tmp_path)], check=True)
+    work = tmp_path / ".codehone"
+    ignore_generated_files(work)
+    (work / "checks.toml").write_text("")
+    (work / "model").mkdir()
+    (work / "model" / "model.onnx").write_text("")
+    ignored = subprocess.run(
+        [git, "-C", str(tmp_path), "check-ignore", ".codehone/model/model.onnx", ".codehone/checks.toml"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert ignored == [".codehone/model/model.onnx"]

@@ -90,6 +90,13 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
     return target
 
 
+def ignore_generated_files(work: Path) -> None:
+    """Create ``work`` with a .gitignore that keeps its generated data, runs and models out of
+    git, but not the project's check cases (``codehone check`` reads .codehone/checks.toml)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / ".gitignore").write_text("*\n!.gitignore\n!checks.toml\n", encoding="utf-8")
+
+
 def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
     b, t = base["line_completion"], tuned["line_completion"]
     if t["exact_match"] != b["exact_match"]:
@@ -110,8 +117,7 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     if not project.is_dir():
         raise TrainingError(f"{project}: not a directory")
     work = Path(config.work_dir) if config.work_dir else project / ".codehone"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / ".gitignore").write_text("*\n", encoding="utf-8")
+    ignore_generated_files(work)
     base_path = config.base
     if base_path is None:
         from codehone.default_model import find_default_model

@@ -1,8 +1,9 @@
 """textDocument/completion: the model's continuation at the cursor as a menu item.
 
-Every editor has a completion menu, so this is the feature that works everywhere. The item
+Every editor has a completion menu, so this is the feature that works everywhere. Each item
 inserts the generated text at the cursor with a ``textEdit`` (an empty range), so the editor
-never replaces a word it guessed itself.
+never replaces a word it guessed itself. With ``candidates`` > 1 the greedy completion comes
+first, then the sampled alternatives.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from codehone.lsp_objects import completion_item
 if TYPE_CHECKING:
     from codehone.lsp_server import CodehoneServer
 
+# Typing (a trigger character, or re-asking an incomplete list) is automatic; Invoked is not.
+_AUTOMATIC = (
+    types.CompletionTriggerKind.TriggerCharacter,
+    types.CompletionTriggerKind.TriggerForIncompleteCompletions,
+)
+
 
 def register(server: CodehoneServer) -> None:
     @server.feature(
@@ -25,10 +32,14 @@ def register(server: CodehoneServer) -> None:
     async def completion(
         ls: CodehoneServer, params: types.CompletionParams
     ) -> types.CompletionList:
-        outcome, position = await ls.run_completion(
-            "completion", params.text_document.uri, params.position
+        automatic = params.context is not None and params.context.trigger_kind in _AUTOMATIC
+        answer = await ls.run_completion(
+            "completion", params.text_document.uri, params.position, automatic
         )
         items = []
-        if outcome is not None and outcome.text is not None:
-            items.append(completion_item(outcome.text, position, ls.model.model_dir.root.name))
+        if answer is not None:
+            items = [
+                completion_item(text, params.position, answer.model_name, rank)
+                for rank, text in enumerate(answer.texts)
+            ]
         return types.CompletionList(is_incomplete=True, items=items)

@@ -2,7 +2,8 @@
 
 VS Code and Neovim 0.12 show inline completions as grey text after the cursor, accepted with
 Tab; that is how code completion models are meant to be used. pygls advertises the capability
-only because it is registered with ``InlineCompletionOptions``.
+only because it is registered with ``InlineCompletionOptions``. Requests triggered by typing
+(Automatic) are debounced when ``debounceMs`` is set; Invoked ones never are.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ def register(server: CodehoneServer) -> None:
     async def inline_completion(
         ls: CodehoneServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        outcome, position = await ls.run_completion(
-            "inlineCompletion", params.text_document.uri, params.position
+        automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+        answer = await ls.run_completion(
+            "inlineCompletion", params.text_document.uri, params.position, automatic
         )
         items = []
-        if outcome is not None and outcome.text is not None:
-            items.append(inline_completion_item(outcome.text, position))
+        if answer is not None:
+            items = [inline_completion_item(text, params.position) for text in answer.texts]
         return types.InlineCompletionList(items=items)

@@ -1,7 +1,8 @@
 """codehone/status (and the `codehone.status` command): what is loaded and how fast it is.
 
-Editors show it in a status bar; users and CI use it to see which model serves a folder,
-whether it runs on CUDA or the CPU, and the latency percentiles of recent completions.
+Editors show it in a status bar; users and CI use it to see which model serves each workspace
+folder (and which failed to load, and why), whether it runs on CUDA or the CPU, the latency
+percentiles of recent completions, the prefix-cache hit rate and the options in effect.
 """
 
 from __future__ import annotations
@@ -16,22 +17,18 @@ STATUS_COMMAND = "codehone.status"
 
 
 def status_report(ls: CodehoneServer) -> dict[str, Any]:
-    model = ls.model
-    manifest = model.model_dir.manifest
+    registry = ls.models.registry
+    services = registry.services()
+    main = registry.default.service or (services[0] if services else None)
     return {
-        "models": [
-            {
-                "folder": None,
-                "model_dir": str(model.model_dir.root),
-                "architecture": manifest.architecture,
-                "context_length": manifest.context_length,
-                "fim": manifest.special_tokens.fim is not None,
-            }
-        ],
-        "provider": model.provider.name,
-        "provider_reason": model.provider.reason,
-        "latency_ms": model.latency_percentiles(),
-        "completions": len(model.latencies_ms),
+        **registry.describe(),  # "models" (default and per folder) and "folders"
+        "provider": main.provider.name if main else None,
+        "provider_reason": main.provider.reason if main else None,
+        **registry.totals(),  # "latency_ms", "completions", "prefix_cache"
+        "options": ls.options.to_json(),
+        "pending": ls.models.pending,
+        "loads": registry.loads,
+        "unloaded": registry.retired,
     }
 
 
