@@ -118,6 +118,7 @@ async def run_bench(
     device: str,
     seed: int,
     max_new_tokens: int,
+    anchor_prompt: bool = True,
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
     offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
@@ -141,6 +142,7 @@ async def run_bench(
                         "maxNewTokens": max_new_tokens,
                         "maxPromptTokens": max(16, min(32768, context_tokens)),
                         "multiline": "never",
+                        "anchorPrompt": anchor_prompt,
                     }
                 },
             )
@@ -265,6 +267,7 @@ def main(
     seed: int,
     max_new_tokens: int,
     json_path: Path | None = None,
+    anchor_prompt: bool = True,
 ) -> int:
     if model is None:
         from codehone.default_model import ensure_default_model
@@ -272,13 +275,16 @@ def main(
         model = ensure_default_model()
     source = source or default_file()
     result = asyncio.run(
-        run_bench(model, source, keystrokes, context_tokens, device, seed, max_new_tokens)
+        run_bench(
+            model, source, keystrokes, context_tokens, device, seed, max_new_tokens, anchor_prompt
+        )
     )
     print(report(result, model, source))
     if json_path is not None:
         data = {
             "model": str(model),
             "file": str(source),
+            "anchor_prompt": anchor_prompt,
             "summary": result.summary(),
             "raw": {k: v for k, v in asdict(result).items() if k != "status"},
             "status": result.status,

@@ -230,6 +230,7 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
         args.seed,
         args.max_new_tokens,
         Path(args.json) if args.json else None,
+        anchor_prompt=not args.no_anchor,
     )
 
 
@@ -378,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--seed", type=int, default=0, help="seeds the typing rhythm")
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="prompt = exactly the last tokens before the cursor (anchorPrompt false), to compare",
+    )
     p.add_argument("--json", help="also write the figures here")
     p.set_defaults(func=cmd_bench_lsp)
     return parser

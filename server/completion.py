@@ -54,6 +54,9 @@ class CompletionOptions:
     time_budget_ms: int = 1500
     multiline: Literal["auto", "always", "never"] = "auto"
     fim: bool = True  # use the text after the cursor when the model has FIM tokens
+    # keep the prompt's start put while the user types (see prefix_token_ids), so the engine
+    # reuses its KV cache for all of it; costs up to an eighth of the prompt budget
+    anchor_prompt: bool = True
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,36 @@ def prompt_budget(manifest: Manifest, options: CompletionOptions) -> int:
     )
 
 
-def prefix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: int) -> list[int]:
-    """The last ``budget`` tokens before ``offset``, tokenizing only a window of the text."""
+def prefix_token_ids(
+    text: str, offset: int, tokenizer: TextTokenizer, budget: int, anchor: int = 0
+) -> list[int]:
+    """The last ``budget`` tokens before ``offset``, tokenizing only a window of the text.
+
+    ``anchor`` > 0 keeps the prompt's start put while the cursor moves forward (a user
+    typing): the window starts at a character offset rounded down to a block of a quarter of
+    the window, and tokens beyond the budget are dropped from its start in multiples of
+    ``anchor``. Successive requests then share their prompt's whole start, which the engine's
+    prefix reuse keeps in its KV cache, instead of a window sliding by a token or so at every
+    keystroke (which misses the cache entirely). The prompt then holds between
+    ``budget - anchor`` and ``budget`` tokens.
+    """
     if budget <= 0:
         return []
+    quantum = min(anchor, budget)
     window = max(64, budget * _MAX_CHARS_PER_TOKEN)
     while True:
         start = max(0, offset - window)
+        if quantum > 0:
+            block = max(64, window // 4)
+            start = start // block * block
         ids = tokenizer.encode(text[start:offset])
-        if start == 0:
-            return ids[-budget:]
         if len(ids) > budget:  # the window's first token may be cut in half: it is dropped here
-            return ids[-budget:]
+            drop = len(ids) - budget
+            if quantum > 0:
+                drop = -(-drop // quantum) * quantum
+            return ids[drop:]
+        if start == 0:
+            return ids
         window *= 2
 
 
@@ -173,13 +194,14 @@ def suffix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: i
         window *= 2
 
 
+_ANCHOR_SHARE = 8  # an anchored prompt drops tokens in steps of an eighth of its budget
 _SUFFIX_SHARE = 4  # with FIM, the suffix gets at most a quarter of the prompt budget
 _NEIGHBOR_SHARE = 3  # other files get at least a third of the prefix budget when they are used
 _NEIGHBOR_MIN_TOKENS = 16  # a file that would get fewer tokens than this is left out
 
 
 def neighbor_token_ids(
-    ctx: CursorContext, tokenizer: TextTokenizer, budget: int
+    ctx: CursorContext, tokenizer: TextTokenizer, budget: int, anchor: int = 0
 ) -> tuple[list[int], list[int]]:
     """The prefix within ``budget``: (other files' blocks + the current file's header, the
     current file's text before the cursor).
@@ -189,10 +211,10 @@ def neighbor_token_ids(
     to two thirds; the other files fill the rest, most relevant first, each as its header and
     the beginning of its text, the most relevant placed nearest the cursor."""
     if not ctx.neighbors or budget < 2 * _NEIGHBOR_MIN_TOKENS:
-        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget)
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
     header = tokenizer.encode(ctx.header) if ctx.header else []
     own_budget = budget - len(header)
-    own = prefix_token_ids(ctx.text, ctx.offset, tokenizer, own_budget)
+    own = prefix_token_ids(ctx.text, ctx.offset, tokenizer, own_budget, anchor)
     reserve = budget // _NEIGHBOR_SHARE
     if own_budget - len(own) < reserve:
         own = own[len(own) - max(0, own_budget - reserve) :]
@@ -213,7 +235,7 @@ def neighbor_token_ids(
         blocks.append(block)
         room -= len(block)
     if not blocks:
-        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget)
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
     context = [token for block in reversed(blocks) for token in block]
     return context + header, own
 
@@ -228,14 +250,17 @@ def build_prompt(
     base_indent = line[: len(line) - len(line.lstrip())]
     mode = choose_mode(ctx, options)
     fim = special.fim if options.fim else None
+    anchor = max(1, budget // _ANCHOR_SHARE) if options.anchor_prompt else 0
     if fim is not None and budget > 8 and ctx.text[ctx.offset :].strip():
         suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)
-        context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget - len(suffix_ids) - 3)
+        context_ids, prefix_ids = neighbor_token_ids(
+            ctx, tokenizer, budget - len(suffix_ids) - 3, anchor
+        )
         ids = fim_prompt_ids(context_ids + prefix_ids, suffix_ids, fim)
         if use_bos:
             ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
         return Prompt(ids, mode, base_indent, fim=True)
-    context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget)
+    context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget, anchor)
     ids = context_ids + prefix_ids
     if use_bos:
         ids = [special.bos_token_id, *ids]  # type: ignore[list-item]

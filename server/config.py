@@ -40,6 +40,7 @@ _CAMEL = {
     "timeBudgetMs": "time_budget_ms",
     "debounceMs": "debounce_ms",
     "otherDocuments": "other_documents",
+    "anchorPrompt": "anchor_prompt",
 }
 
 
