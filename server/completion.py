@@ -249,7 +249,7 @@ def build_prompt(
     line = ctx.line_prefix
     base_indent = line[: len(line) - len(line.lstrip())]
     mode = choose_mode(ctx, options)
-    fim = special.fim if options.fim else None
+    fim = special.fim if options.fim and special.fim and special.fim.in_prompts else None
     anchor = max(1, budget // _ANCHOR_SHARE) if options.anchor_prompt else 0
     if fim is not None and budget > 8 and ctx.text[ctx.offset :].strip():
         suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)

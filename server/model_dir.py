@@ -114,6 +114,10 @@ class FimTokens:
     prefix_id: int
     suffix_id: int
     middle_id: int
+    # False: the server prompts with the text before the cursor only, because this model's
+    # fill-in-the-middle was measured to complete worse than its plain continuation (the
+    # model card gives the figures); training and `codehone eval --no-fim` still can use FIM
+    in_prompts: bool = True
 
 
 @dataclass(frozen=True)

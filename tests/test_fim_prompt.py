@@ -76,6 +76,17 @@ def test_fim_budget_and_fallbacks(model, tokenizer: TextTokenizer):
         model.manifest, special_tokens=replace(model.manifest.special_tokens, fim=None)
     )
     assert not build_prompt(ctx, tokenizer, no_fim, options).fim
+    # a manifest that says its FIM is not for prompts: prefix-only, exactly the plain prompt
+    fim = model.manifest.special_tokens.fim
+    not_in_prompts = replace(
+        model.manifest,
+        special_tokens=replace(
+            model.manifest.special_tokens, fim=replace(fim, in_prompts=False)
+        ),
+    )
+    plain = build_prompt(ctx, tokenizer, not_in_prompts, options)
+    assert not plain.fim
+    assert plain.token_ids == off.token_ids
 
 
 def test_suffix_window_never_tokenizes_a_huge_document(tokenizer: TextTokenizer):

@@ -573,3 +573,28 @@ def test_model_dir_loading_does_not_write(model_copy: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in model_copy.iterdir()}
     load_model_dir(model_copy)
     assert {p.name: p.stat().st_mtime_ns for p in model_copy.iterdir()} == before
+
+
+def test_fim_in_prompts_defaults_to_true_and_round_trips(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Older manifests have no `in_prompts`; a manifest may turn FIM prompts off."""
+    import json
+    import shutil
+
+    from codehone.model_dir import load_model_dir
+
+    model = load_model_dir(tiny_model_dir)
+    fim = model.manifest.special_tokens.fim
+    assert fim is not None and fim.in_prompts
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, copy)
+    data = json.loads((copy / "codehone.json").read_text())
+    data["special_tokens"]["fim"].pop("in_prompts", None)
+    (copy / "codehone.json").write_text(json.dumps(data))
+    assert load_model_dir(copy).manifest.special_tokens.fim.in_prompts
+    data["special_tokens"]["fim"]["in_prompts"] = False
+    (copy / "codehone.json").write_text(json.dumps(data))
+    assert not load_model_dir(copy).manifest.special_tokens.fim.in_prompts
+    data["special_tokens"]["fim"]["in_prompts"] = "no"
+    (copy / "codehone.json").write_text(json.dumps(data))
+    with pytest.raises(ModelDirError):
+        load_model_dir(copy)

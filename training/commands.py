@@ -119,6 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         humaneval_limit=args.humaneval_limit,
         bpb_max_tokens=args.bpb_max_tokens,
         device=args.device,
+        fim=not args.no_fim,
     )
     result = evaluate(Path(args.model), config)
     if args.compare:
@@ -237,6 +238,9 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--humaneval", action="store_true", help="also HumanEval pass@1")
     p.add_argument("--humaneval-limit", type=int, default=None)
     p.add_argument("--bpb-max-tokens", type=int, default=200_000)
+    p.add_argument(
+        "--no-fim", action="store_true", help="prompt with the text before the cursor only"
+    )
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the JSON here instead of stdout")
