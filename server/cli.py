@@ -134,6 +134,7 @@ _PRETRAIN_FIELDS = (
     "lr",
     "warmup_steps",
     "fim_rate",
+    "fim_line_rate",
     "seed",
     "max_steps",
     "quantize_bits",
@@ -163,8 +164,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         device=args.device,
         num_threads=args.threads,
         checkpoint_dir=Path(args.keep_checkpoint) if args.keep_checkpoint else None,
+        init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
         fuse=args.fuse,
         embed_checkpoint=args.embed_checkpoint,
+        fim_in_prompts=not args.no_fim_prompts,
         **overrides,
     )
     model_dir = pretrain(config)
@@ -300,17 +303,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--fim-rate", type=float)
+    p.add_argument("--fim-rate", type=float, help="share of file chunks made FIM samples")
+    p.add_argument(
+        "--fim-line-rate", type=float, help="share of FIM samples cut like a line completion"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--max-steps", type=int, help="stop earlier than the time budget")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: every CPU)")
     p.add_argument("--keep-checkpoint", metavar="DIR", help="keep the PyTorch checkpoint here")
+    p.add_argument(
+        "--init-checkpoint",
+        metavar="DIR",
+        help="continue training this checkpoint (its tokenizer and shape) instead of starting "
+        "from scratch",
+    )
     p.add_argument(
         "--embed-checkpoint",
         action="store_true",
         help="put the PyTorch checkpoint in OUT/checkpoint (a base for finetune / tune)",
     )
     p.add_argument("--checkpoint-dtype", choices=["fp16", "bf16", "fp32"])
+    p.add_argument(
+        "--no-fim-prompts",
+        action="store_true",
+        help="mark the model (manifest fim.in_prompts) to be prompted with the text before the "
+        "cursor only, for a model whose FIM completions measured worse than plain ones",
+    )
     p.add_argument(
         "--fuse", action="store_true", help="rebuild as codehone's fused decode graph"
     )

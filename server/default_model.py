@@ -1,12 +1,18 @@
 """Find codehone's default model, building it on first use.
 
-codehone works out of the box without downloading anything: its default model is a small
-GPT-2 pretrained from scratch on this machine's Python standard library
-(``codehone.training.pretrain``). A model committed with the repository (``models/default``)
-wins; otherwise the model lives in a per-user cache directory, built once (a few minutes on a
-laptop CPU) the first time it is needed. The build happens in a temporary directory beside the
-cache and is renamed into place only when complete, under a file lock, so an interrupted build
-or two servers starting at once never leave a half-written model behind.
+codehone works out of the box without downloading anything. Its default model is the one
+shipped with the repository in ``models/default``: a small GPT-2 pretrained from scratch
+(``codehone.training.pretrain``) on the Python standard library and the sources of common
+third-party packages, as codehone's fused ONNX decode graph, with its PyTorch checkpoint in
+``checkpoint/`` so it can be fine-tuned; its model card (``models/default/README.md``) says how it was built and how good
+it is. It is used as it is, with no training on first run.
+
+Where there is no shipped model (an installation without the repository's ``models/``, or a
+shipped model that does not validate), the fallback is a model in a per-user cache directory,
+built once the first time it is needed: a smaller GPT-2 trained for a few minutes on this
+machine's standard library. The build happens in a temporary directory beside the cache and is
+renamed into place only when complete, under a file lock, so an interrupted build or two
+servers starting at once never leave a half-written model behind.
 """
 
 from __future__ import annotations
@@ -50,21 +56,22 @@ def default_model_dir() -> Path:
     return base / "codehone" / CACHE_DIR_NAME
 
 
-def _valid_model_dir(path: Path) -> bool:
+def _valid_model_dir(path: Path, what: str = "cached") -> bool:
     if not (path / MANIFEST_NAME).is_file():
         return False
     try:
         load_model_dir(path)
     except ModelDirError as exc:
-        log.warning("ignoring the cached default model: %s", exc)
+        log.warning("ignoring the %s default model: %s", what, exc)
         return False
     return True
 
 
 def find_default_model() -> Path | None:
-    """The default model directory if one exists (committed or cached), without building."""
+    """The default model directory if one exists, without building: the shipped
+    ``models/default`` if it validates, else the cached build, else None."""
     committed = committed_model_dir()
-    if (committed / MANIFEST_NAME).is_file():
+    if _valid_model_dir(committed, "shipped"):
         return committed
     cached = default_model_dir()
     if _valid_model_dir(cached):
@@ -120,8 +127,9 @@ def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "
         from codehone.training.pretrain import PretrainConfig, pretrain
 
         log.warning(
-            "codehone: no default model yet; building one now from this machine's Python "
-            "standard library (first run only, about %.0f minutes on a 2-core CPU) into %s",
+            "codehone: no shipped default model (models/default) and none built yet; building "
+            "a small fallback now from this machine's Python standard library (first run only, "
+            "about %.0f minutes on a 2-core CPU) into %s",
             minutes + 1.5,
             target,
         )

@@ -15,7 +15,13 @@ import pytest
 from codehone import default_model
 from codehone.errors import TrainingError
 from codehone.model_dir import load_model_dir
-from codehone.training.corpus import collect_corpus_files
+from codehone.training.corpus import (
+    HELDOUT_PACKAGES,
+    TRAIN_PACKAGES,
+    cap_files,
+    collect_corpus_files,
+    package_dirs,
+)
 from codehone.training.pretrain import (
     FimIds,
     PretrainConfig,
@@ -29,7 +35,9 @@ from codehone.training.pretrain import (
     sample_windows,
     split_files,
     split_for_fim,
+    split_line_for_fim,
     token_stream,
+    tokenizer_texts,
     train_loop,
 )
 from codehone.training.tokenizer_train import (
@@ -148,6 +156,55 @@ def test_corpus_extra_dirs_are_appended_once(tmp_path: Path) -> None:
     assert files == a + b
 
 
+def test_corpus_skips_vendored_copies_generated_modules_and_held_out_packages(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "site"
+    keep = [_write(root / "pkg" / "core.py", "x = 1\n")]
+    _write(root / "pkg" / "_vendor" / "six.py", "x = 1\n")
+    _write(root / "pkg" / "descriptor_pb2.py", "x = 1\n")
+    _write(root / "optuna" / "study.py", "x = 1\n")
+    _write(root / "pkg" / "pathspec" / "copy.py", "x = 1\n")
+    assert collect_corpus_files([root]) == keep
+    # a held-out package given as a root is refused, not silently trained on
+    with pytest.raises(TrainingError, match="held-out"):
+        collect_corpus_files([root / "optuna"])
+    # ... unless the caller clears the hold-out explicitly
+    assert collect_corpus_files([root / "optuna"], exclude=()) == [root / "optuna" / "study.py"]
+
+
+def test_package_dirs_refuse_held_out_packages_and_skip_missing_ones(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "requests").mkdir(parents=True)
+    (site / "optuna").mkdir()
+    assert package_dirs(["requests", "absent", "requests"], site) == [site / "requests"]
+    with pytest.raises(TrainingError, match="optuna"):
+        package_dirs(["requests", "optuna"], site)
+    assert not set(TRAIN_PACKAGES) & set(HELDOUT_PACKAGES)
+    assert {"optuna", "pathspec"} <= set(HELDOUT_PACKAGES)
+
+
+def test_a_capped_package_keeps_a_deterministic_spread_of_files(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    files = [_write(root / f"m{i:02d}.py", "x = 1\n" * 10) for i in range(40)]  # 60 B each
+    kept = cap_files(files, root, 600)
+    assert len(kept) == 10 and kept == sorted(kept)
+    assert cap_files(files, root, 600) == kept
+    assert kept != files[:10]  # not just the first files in path order
+    assert cap_files(files, root, 10_000) == files
+    capped = collect_corpus_files([root], max_root_bytes={root: 600})
+    assert capped == kept
+
+
+def test_tokenizer_texts_are_an_even_subset_under_the_limit() -> None:
+    texts = [f"{i:03d}" * 10 for i in range(100)]  # 30 characters each
+    assert tokenizer_texts(texts, 0) == texts
+    assert tokenizer_texts(texts, 10_000) == texts
+    subset = tokenizer_texts(texts, 300)
+    assert sum(map(len, subset)) <= 300 and len(subset) == 10
+    assert subset[0] == texts[0] and subset[-1] == texts[90]
+
+
 def test_corpus_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     _write(tmp_path / "empty" / "tests" / "t.py", "x = 1\n")
@@ -194,6 +251,34 @@ def test_fim_split_round_trips_exactly() -> None:
         assert len(sample) == len(SOURCE) + sum(
             map(len, (FIM_PREFIX_TOKEN, FIM_SUFFIX_TOKEN, FIM_MIDDLE_TOKEN))
         )
+
+
+def test_line_shaped_fim_splits_look_like_the_servers_line_completions() -> None:
+    rng = np.random.default_rng(0)
+    multi_line = blank = 0
+    for _ in range(300):
+        prefix, middle, suffix = split_line_for_fim(SOURCE, rng)
+        assert prefix + middle + suffix == SOURCE
+        assert len(prefix) >= int(0.6 * len(SOURCE))  # a long prefix, a short suffix
+        assert suffix == "" or suffix.startswith("\n")  # the middle runs to a line end
+        multi_line += "\n" in middle.strip("\n")
+        blank += not middle.strip()  # only at a line end before a blank line, or the end
+    assert 0 < multi_line < 150  # sometimes a few lines, as after a block opener
+    assert blank < 30
+    assert split_line_for_fim("", rng) == ("", "", "")
+
+
+def test_apply_fim_line_rate_makes_short_middles(tokenizer_and_ids) -> None:
+    tokenizer, ids = tokenizer_and_ids
+    stream = token_stream(tokenizer, [SOURCE * 4], ids.eos)
+    windows = sample_windows(stream, 64, 65, np.random.default_rng(0))
+
+    def mean_middle_tokens(line_rate: float) -> float:
+        fim = apply_fim(windows, tokenizer, ids, 1.0, np.random.default_rng(1), line_rate)
+        lengths = [len(row) - row.tolist().index(ids.middle) for row in fim if ids.middle in row]
+        return float(np.mean(lengths))
+
+    assert mean_middle_tokens(1.0) < mean_middle_tokens(0.0) / 2
 
 
 def test_psm_ids_keeps_the_length_by_cutting_suffix_then_prefix() -> None:
@@ -294,6 +379,83 @@ def test_pretrain_builds_a_valid_model_dir_with_fim_tokens(
     assert not list((tmp_path / "tmp").glob("codehone-pretrain-*"))  # checkpoint cleaned up
 
 
+def test_pretrain_can_quantize_and_embed_its_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What `codehone pretrain --fuse --quantize-bits 8 --embed-checkpoint` ships."""
+    import tempfile
+
+    from codehone.training.base_model import resolve_model
+    from codehone.training.pretrain import pretrain
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    _tiny_corpus(tmp_path / "corpus")
+    config = _tiny_config(
+        tmp_path,
+        max_steps=2,
+        fuse=True,
+        quantize_bits=8,
+        embed_checkpoint=True,
+        fim_in_prompts=False,
+    )
+    model_dir = pretrain(config)
+
+    assert model_dir.root == (tmp_path / "model").resolve()
+    provenance = model_dir.manifest.provenance
+    assert provenance.optimizations == ["fused-fp32", "int8-block32"]
+    assert provenance.base_checkpoint == "checkpoint"
+    fim = model_dir.manifest.special_tokens.fim
+    assert fim is not None and not fim.in_prompts  # FIM-trained, prompted prefix-only
+    assert "never optuna" in provenance.training_data
+    ref = resolve_model(model_dir.root, need_checkpoint=True)
+    assert ref.checkpoint == (model_dir.root / "checkpoint").resolve()
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir.root / "checkpoint" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
+    # only the final directory is left: no staging directories beside it, no temp checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "model", "tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_pretrain_can_continue_a_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`codehone pretrain --init-checkpoint DIR`: same tokenizer and shape, weights moved on,
+    and the provenance says what came before."""
+    import tempfile
+
+    from safetensors.numpy import load_file
+
+    from codehone.training.pretrain import train_checkpoint
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    _tiny_corpus(tmp_path / "corpus")
+    first = train_checkpoint(_tiny_config(tmp_path, max_steps=2), tmp_path / "first")
+    second = train_checkpoint(
+        _tiny_config(
+            tmp_path, max_steps=2, init_checkpoint=tmp_path / "first", n_layer=3, n_embd=64
+        ),
+        tmp_path / "second",
+    )
+    assert (tmp_path / "second" / "tokenizer.json").read_bytes() == (
+        tmp_path / "first" / "tokenizer.json"
+    ).read_bytes()
+    before = load_file(str(tmp_path / "first" / "model.safetensors"))
+    after = load_file(str(tmp_path / "second" / "model.safetensors"))
+    assert before.keys() == after.keys()  # the checkpoint's shape, not the options'
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    assert second.training_data.startswith("trained further")
+    assert "before that: pretrained from scratch" in second.training_data
+    assert first.training_data.startswith("pretrained from scratch")
+    with pytest.raises(TrainingError, match=r"no tokenizer\.json to continue"):
+        train_checkpoint(
+            _tiny_config(tmp_path, init_checkpoint=tmp_path / "corpus"), tmp_path / "third"
+        )
+
+
 def test_pretrain_rejects_an_unknown_device(tmp_path: Path) -> None:
     _tiny_corpus(tmp_path / "corpus")
     with pytest.raises(TrainingError, match="device"):
@@ -357,11 +519,18 @@ def test_ensure_default_model_builds_once_and_atomically(
     assert default_model.find_default_model() == target
 
 
-def test_a_committed_model_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_committed_model_wins_only_if_it_validates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import shutil
+
     committed = tmp_path / "repo" / "models" / "default"
     monkeypatch.setattr(default_model, "committed_model_dir", lambda: committed)
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
     committed.mkdir(parents=True)
     assert default_model.find_default_model() is None  # no manifest: not a model
     (committed / "codehone.json").write_text("{}", encoding="utf-8")
+    assert default_model.find_default_model() is None  # a manifest that does not validate
+    shutil.rmtree(committed)
+    shutil.copytree(tiny_model_dir, committed)
     assert default_model.ensure_default_model() == committed
