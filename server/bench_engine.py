@@ -192,6 +192,25 @@ class Contender:
     last_logits: Callable[[list[int]], Any] | None = None
 
 
+def _greedy_generate(model: Any, device: str) -> Callable[[list[int], int], list[int]]:
+    """Exactly ``n`` greedy tokens from a transformers-style ``generate`` (HF or optimum)."""
+    import torch
+
+    def generate(prompt: list[int], n: int) -> list[int]:
+        ids = torch.tensor([prompt], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=n,
+                do_sample=False,
+                num_beams=1,
+            )
+        return out[0, len(prompt) :].tolist()
+
+    return generate
+
+
 def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Contender:
     import torch
     from transformers import AutoModelForCausalLM
@@ -206,17 +225,7 @@ def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Conte
     model.generation_config.eos_token_id = None  # exactly N greedy tokens
     model.generation_config.pad_token_id = 0
 
-    def generate(prompt: list[int], n: int) -> list[int]:
-        ids = torch.tensor([prompt], device=device)
-        with torch.no_grad():
-            out = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=n,
-                do_sample=False,
-                num_beams=1,
-            )
-        return out[0, len(prompt) :].tolist()
+    generate = _greedy_generate(model, device)
 
     def last_logits(prompt: list[int]) -> Any:
         with torch.no_grad():
@@ -228,7 +237,6 @@ def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Conte
 
 def _optimum_contender(prepared: Prepared, device: str, threads: int | None) -> Contender:
     import onnxruntime as ort
-    import torch
     from optimum.onnxruntime import ORTModelForCausalLM
 
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
@@ -245,17 +253,7 @@ def _optimum_contender(prepared: Prepared, device: str, threads: int | None) -> 
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
 
-    def generate(prompt: list[int], n: int) -> list[int]:
-        ids = torch.tensor([prompt], device=device)
-        with torch.no_grad():
-            out = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=n,
-                do_sample=False,
-                num_beams=1,
-            )
-        return out[0, len(prompt) :].tolist()
+    generate = _greedy_generate(model, device)
 
     return Contender("optimum", generate, _torch_sync(device))
 

@@ -62,6 +62,14 @@ class StopConditions:
     cancel: threading.Event | None = None
     stop_rule: Callable[[list[int]], bool] | None = None
 
+    def interruption(self) -> StopReason | None:
+        """"cancelled" or "deadline" when generation must stop before its next token."""
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancelled"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "deadline"
+        return None
+
 
 @dataclass
 class Generation:
@@ -541,11 +549,9 @@ class Engine:
         steps = drafted = accepted = 0
         stopped = False
         while not stopped and len(generated) < stop.max_new_tokens:
-            if stop.cancel is not None and stop.cancel.is_set():
-                reason = "cancelled"
-                break
-            if stop.deadline is not None and time.monotonic() >= stop.deadline:
-                reason = "deadline"
+            interrupted = stop.interruption()
+            if interrupted is not None:
+                reason = interrupted
                 break
             if cache.length + len(step_input) > context:
                 reason = "context_full"
@@ -577,11 +583,9 @@ class Engine:
                 cache = self._truncate(cache, cache.length - (len(draft) - agreed))
             for j, next_id in enumerate(next_ids[: agreed + 1]):
                 if j > 0:  # a confirmed draft token: the checks a separate step would make
-                    if stop.cancel is not None and stop.cancel.is_set():
-                        reason, stopped = "cancelled", True
-                        break
-                    if stop.deadline is not None and time.monotonic() >= stop.deadline:
-                        reason, stopped = "deadline", True
+                    interrupted = stop.interruption()
+                    if interrupted is not None:
+                        reason, stopped = interrupted, True
                         break
                 if next_id in stop.stop_token_ids:
                     reason, stopped = "eos", True

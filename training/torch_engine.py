@@ -91,11 +91,9 @@ class TorchEngine:
         step_input = list(prompt_ids)
         steps = 0
         while len(generated) < stop.max_new_tokens:
-            if stop.cancel is not None and stop.cancel.is_set():
-                reason = "cancelled"
-                break
-            if stop.deadline is not None and time.monotonic() >= stop.deadline:
-                reason = "deadline"
+            interrupted = stop.interruption()
+            if interrupted is not None:
+                reason = interrupted
                 break
             if cache.length + len(step_input) > context:
                 reason = "context_full"
