@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from codehone.engine import Engine, Generation, StopConditions
 from codehone.fim import fim_prompt_ids
+from codehone.healing import Healing, TokenHealer
 from codehone.model_dir import Manifest
 from codehone.tokenizer import TextTokenizer
 
@@ -57,6 +58,9 @@ class CompletionOptions:
     # keep the prompt's start put while the user types (see prefix_token_ids), so the engine
     # reuses its KV cache for all of it; costs up to an eighth of the prompt budget
     anchor_prompt: bool = True
+    # end the prompt at a token boundary the model knows and let it choose how the text at the
+    # cursor is split (see codehone.healing)
+    token_healing: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Prompt:
     mode: Mode
     base_indent: str
     fim: bool = False
+    healing: Healing | None = None  # the text before the cursor that generation restores
 
 
 @dataclass
@@ -241,7 +246,11 @@ def neighbor_token_ids(
 
 
 def build_prompt(
-    ctx: CursorContext, tokenizer: TextTokenizer, manifest: Manifest, options: CompletionOptions
+    ctx: CursorContext,
+    tokenizer: TextTokenizer,
+    manifest: Manifest,
+    options: CompletionOptions,
+    healer: TokenHealer | None = None,
 ) -> Prompt:
     special = manifest.special_tokens
     use_bos = special.add_bos and special.bos_token_id is not None
@@ -256,17 +265,29 @@ def build_prompt(
         context_ids, prefix_ids = neighbor_token_ids(
             ctx, tokenizer, budget - len(suffix_ids) - 3, anchor
         )
+        prefix_ids, healing = _heal(prefix_ids, healer, options)
         ids = fim_prompt_ids(context_ids + prefix_ids, suffix_ids, fim)
         if use_bos:
             ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
-        return Prompt(ids, mode, base_indent, fim=True)
+        return Prompt(ids, mode, base_indent, fim=True, healing=healing)
     context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget, anchor)
+    prefix_ids, healing = _heal(prefix_ids, healer, options)
     ids = context_ids + prefix_ids
     if use_bos:
         ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
     if not ids:  # an empty document: start from the end-of-text token
         ids = [special.eos_token_ids[0]]
-    return Prompt(ids, mode, base_indent)
+    return Prompt(ids, mode, base_indent, healing=healing)
+
+
+def _heal(
+    prefix_ids: list[int], healer: TokenHealer | None, options: CompletionOptions
+) -> tuple[list[int], Healing | None]:
+    """The text before the cursor without its last token, when healing applies."""
+    if healer is None or not options.token_healing:
+        return prefix_ids, None
+    healed = healer.heal(prefix_ids)
+    return healed if healed is not None else (prefix_ids, None)
 
 
 def cut_completion(text: str, mode: Mode, base_indent: str) -> tuple[str, bool]:
@@ -381,6 +402,7 @@ class Completer:
         self.manifest = engine.manifest
         eos = frozenset(self.manifest.special_tokens.eos_token_ids)
         self.stop_token_ids = eos | tokenizer.special_token_ids()
+        self.healer = TokenHealer.for_tokenizer(tokenizer)
 
     def complete(
         self,
@@ -395,7 +417,7 @@ class Completer:
         reason = skip_reason(ctx)
         if reason is not None:
             return CompletionOutcome(None, reason)
-        prompt = build_prompt(ctx, self.tokenizer, self.manifest, options)
+        prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, self.healer)
         prompt_ms = (time.perf_counter() - started) * 1000
         if _TEST_DELAY_S:
             _test_pause(_TEST_DELAY_S, cancel)
@@ -455,13 +477,21 @@ class Completer:
         # Decoding context: with FIM the text before the middle is the prefix, not the suffix.
         context_ids = [] if prompt.fim else prompt.token_ids
         loop_keep: list[int] = []
+        healing = prompt.healing
+
+        def continuation(generated: list[int]) -> str:
+            """The text the tokens add after the cursor (without what healing restored)."""
+            text = self.tokenizer.decode_continuation(context_ids, generated)
+            if healing is not None:
+                text = text[len(healing.text) :] if text.startswith(healing.text) else ""
+            return text
 
         def stop_rule(generated: list[int]) -> bool:
             keep = token_loop_length(generated)
             if keep is not None:
                 loop_keep.append(keep)
                 return True
-            text = self.tokenizer.decode_continuation(context_ids, generated)
+            text = continuation(generated)
             if cut_repeated_lines(text)[1]:
                 return True
             return cut_completion(text, prompt.mode, prompt.base_indent)[1]
@@ -473,11 +503,14 @@ class Completer:
             cancel=cancel,
             stop_rule=stop_rule,
         )
+        extra: dict[str, Any] = {}
+        if healing is not None:
+            extra["first_token_ids"] = healing.token_ids
         if sampler is None:  # engines standing in for the ONNX one (PyTorch, in eval) are greedy
-            generation = self.engine.generate(prompt.token_ids, stop)
+            generation = self.engine.generate(prompt.token_ids, stop, **extra)
         else:
-            generation = self.engine.generate(prompt.token_ids, stop, sample=sampler)
+            generation = self.engine.generate(prompt.token_ids, stop, sample=sampler, **extra)
         ids = generation.token_ids[: loop_keep[0]] if loop_keep else generation.token_ids
-        raw = self.tokenizer.decode_continuation(context_ids, ids)
+        raw = continuation(ids)
         text = None if generation.stop_reason == "cancelled" else postprocess(raw, ctx, prompt)
         return _Candidate(text, generation)

@@ -41,6 +41,7 @@ _CAMEL = {
     "debounceMs": "debounce_ms",
     "otherDocuments": "other_documents",
     "anchorPrompt": "anchor_prompt",
+    "tokenHealing": "token_healing",
 }
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import onnxruntime as ort
 
 from codehone.errors import GenerationError
+from codehone.healing import constrained_choice
 from codehone.model_dir import ModelDir
 from codehone.providers import ProviderChoice
 
@@ -486,11 +487,13 @@ class Engine:
         prompt_ids: Sequence[int],
         stop: StopConditions,
         sample: Callable[[np.ndarray], int] | None = None,
+        first_token_ids: np.ndarray | None = None,
     ) -> Generation:
         """Greedy decoding with the KV cache; returns the generated ids (stop token excluded).
 
         ``sample`` picks each next token from the last position's logits instead of the
-        arg-max (no speculation then)."""
+        arg-max (no speculation then). ``first_token_ids``: the tokens the first generated one
+        must be among (token healing)."""
         if not prompt_ids:
             raise GenerationError("empty prompt")
         context_length = self.manifest.context_length
@@ -500,7 +503,9 @@ class Engine:
             )
         with self._lock:
             try:
-                return self._generate(list(prompt_ids), stop, context_length, sample)
+                return self._generate(
+                    list(prompt_ids), stop, context_length, sample, first_token_ids
+                )
             except BaseException:
                 self._previous = None
                 raise
@@ -531,6 +536,7 @@ class Engine:
         stop: StopConditions,
         context: int,
         sample: Callable[[np.ndarray], int] | None = None,
+        first_token_ids: np.ndarray | None = None,
     ) -> Generation:
         started = time.perf_counter()
         cache = self._start_cache(prompt)
@@ -564,7 +570,10 @@ class Engine:
                     stop.max_new_tokens - len(generated) - 1,
                 )
                 draft = prompt_lookup_draft(text, text_length, room)
-            if sample is None:
+            if steps == 0 and first_token_ids is not None:
+                logits, cache = self.forward(step_input, cache)
+                next_ids = [constrained_choice(logits, first_token_ids, sample)]
+            elif sample is None:
                 next_ids, cache = self._next_tokens(step_input + draft, cache, 1 + len(draft))
             else:
                 logits, cache = self.forward(step_input, cache)

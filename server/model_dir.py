@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,15 @@ _converter = strict_converter()
 
 def manifest_to_json(manifest: Manifest) -> str:
     return json.dumps(_converter.unstructure(manifest), indent=2, ensure_ascii=False) + "\n"
+
+
+def with_fim_in_prompts(manifest: Manifest, in_prompts: bool) -> Manifest:
+    """``manifest`` with ``fim.in_prompts`` set (unchanged if the model has no FIM tokens)."""
+    fim = manifest.special_tokens.fim
+    if fim is None or fim.in_prompts == in_prompts:
+        return manifest
+    special = replace(manifest.special_tokens, fim=replace(fim, in_prompts=in_prompts))
+    return replace(manifest, special_tokens=special)
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:

@@ -52,6 +52,11 @@ class TextTokenizer:
             return after[len(before) :]
         return self.decode(new_ids)
 
+    @property
+    def raw(self) -> Tokenizer:
+        """The underlying `tokenizers` object (its vocabulary and pipeline)."""
+        return self._tokenizer
+
     def token_to_id(self, token: str) -> int | None:
         return self._tokenizer.token_to_id(token)
 

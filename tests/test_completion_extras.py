@@ -38,7 +38,8 @@ from codehone.tokenizer import TextTokenizer
 
 SINGLE = Prompt([0], "single_line", "")
 MULTI = Prompt([0], "multi_line", "")
-NO_FIM = CompletionOptions(fim=False)
+# Scripted models say what follows the prompt as the tokenizer split it: no token healing.
+NO_FIM = CompletionOptions(fim=False, token_healing=False)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_token_loops(ids: list[int], keep: int | None) -> None:
 def test_a_looping_model_is_stopped_early(model: ModelDir, tokenizer: TextTokenizer) -> None:
     loop = tokenizer.encode(" + x") * 30
     engine = ScriptedEngine(model, choose_provider("cpu"), loop)
-    options = CompletionOptions(fim=False, max_new_tokens=200)
+    options = CompletionOptions(fim=False, max_new_tokens=200, token_healing=False)
     outcome = Completer(engine, tokenizer).complete(at_end("y = x"), options)
     assert outcome.reason == "stop_rule"
     assert outcome.new_tokens < 40  # it stopped soon after the loop began
@@ -193,7 +194,7 @@ def test_neighbors_go_inside_the_fim_prefix(model: ModelDir, tokenizer: TextToke
 def test_neighbors_stay_within_the_budget(model: ModelDir, tokenizer: TextTokenizer) -> None:
     big = "def f(x):\n    return x\n" * 400
     ctx = CursorContext(big, len(big), (Neighbor("# path: a.py\n", big),), "# path: m.py\n")
-    options = CompletionOptions(fim=False, max_prompt_tokens=120)
+    options = CompletionOptions(fim=False, max_prompt_tokens=120, token_healing=False)
     prompt = build_prompt(ctx, tokenizer, model.manifest, options)
     assert len(prompt.token_ids) <= 120
     decoded = tokenizer.decode(prompt.token_ids)

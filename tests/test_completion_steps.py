@@ -191,7 +191,8 @@ def test_cursor_context_line_prefix_and_suffix() -> None:
 
 # -- single or multi line? -------------------------------------------------------------------
 
-AUTO = CompletionOptions(fim=False)
+# The scripted model's text follows the prompt as it is: no token healing (tested on its own).
+AUTO = CompletionOptions(fim=False, token_healing=False)
 
 
 @pytest.mark.parametrize(
@@ -660,7 +661,7 @@ def test_single_line_completion_stops_at_the_newline(
 ) -> None:
     engine = scripted(model, cpu, tokenizer, "foo(1)\n    bar()\n    baz()\n")
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(fim=False)
+        cursor_at_end("x = "), AUTO
     )
     assert outcome.text == "foo(1)"
     assert outcome.reason == "stop_rule"
@@ -716,7 +717,7 @@ def test_max_new_tokens_bounds_the_completion(
     script_text = "alpha + beta + gamma + delta + epsilon"
     engine = scripted(model, cpu, tokenizer, script_text)
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(fim=False, max_new_tokens=3)
+        cursor_at_end("x = "), CompletionOptions(fim=False, max_new_tokens=3, token_healing=False)
     )
     assert outcome.new_tokens == 3
     assert outcome.reason == "max_tokens"
@@ -754,7 +755,7 @@ def test_deadline_during_generation_keeps_what_was_made(
     script_text = "alpha + beta + gamma + delta"
     engine = scripted(model, cpu, tokenizer, script_text, on_step=tick)
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(fim=False, time_budget_ms=2500)
+        cursor_at_end("x = "), CompletionOptions(fim=False, time_budget_ms=2500, token_healing=False)
     )
     assert outcome.reason == "deadline"
     assert outcome.new_tokens == 3

@@ -159,6 +159,12 @@ def test_resume_after_an_interruption(
     assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
     assert result.steps == 4
     assert (run / "model" / "model.safetensors").is_file()
+    # checkpoints of another kind of run (LoRA adapters, not full weights) are never loaded
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    other = _config(base, data_dir, run, max_steps=4, eval_steps=2, method="lora", lora_rank=4)
+    with pytest.raises(TrainingError, match=r"method 'full' then, 'lora' now.*--no-resume"):
+        finetune(other)
+    assert (run / "checkpoints" / "checkpoint-2").is_dir()  # nothing was lost
 
 
 def test_bad_method_and_base(tmp_path: Path, data_dir: Path) -> None:
@@ -212,3 +218,22 @@ def test_a_model_directory_leads_to_its_checkpoint(
         resolve_model(copy, need_checkpoint=True)
     shutil.copytree(tiny_checkpoint("gpt2"), copy / "checkpoint")
     assert resolve_model(copy, need_checkpoint=True).checkpoint == (copy / "checkpoint").resolve()
+
+
+def test_default_learning_rate_grows_for_small_models() -> None:
+    from codehone.training.finetune import DEFAULT_LR, FinetuneConfig
+
+    def lr(method: str, parameters: int | None, given: float | None = None) -> float:
+        config = FinetuneConfig(
+            base=Path("b"), data_dir=Path("d"), out_dir=Path("o"), method=method,
+            learning_rate=given,
+        )
+        return config.lr(parameters)
+
+    assert lr("full", 500_000_000) == DEFAULT_LR["full"]
+    assert lr("full", 50_000_000) == pytest.approx(5 * DEFAULT_LR["full"])
+    assert lr("full", 1_700_000) == pytest.approx(3e-3)  # the default model's size
+    assert lr("freeze", 1_700_000) > DEFAULT_LR["freeze"]
+    assert lr("lora", 1_700_000) == DEFAULT_LR["lora"]  # adapters start from zero: no scaling
+    assert lr("full", 1_700_000, given=1e-5) == 1e-5  # a given rate always wins
+    assert lr("full", None) == DEFAULT_LR["full"]

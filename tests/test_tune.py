@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_engine_fast_paths import fused_model  # noqa: F401  (a fixture)
 from test_prepare import make_project
 
 from codehone.cli import main
@@ -90,6 +91,47 @@ def test_tune_end_to_end(
     assert report["model_eval"]["kind"] == "model_dir"
 
 
+def test_a_prefix_only_fused_base_gives_a_prefix_only_fused_model(
+    tmp_path: Path,
+    tiny_checkpoint: Callable[[str], Path],
+    fused_model: Callable[[str], Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A base served prefix-only (fim.in_prompts false, like the default model) is tuned on
+    plain-continuation data and its tuned model is served the same way, as a fused graph."""
+    import shutil
+
+    from codehone.model_dir import load_model_dir, with_fim_in_prompts, write_manifest
+
+    base = tmp_path / "base"
+    shutil.copytree(fused_model("gpt2"), base)
+    shutil.copytree(tiny_checkpoint("gpt2"), base / "checkpoint")
+    manifest = load_model_dir(base).manifest
+    assert manifest.special_tokens.fim is not None and manifest.kv.shared_buffer
+    write_manifest(base, with_fim_in_prompts(manifest, False))
+    project = make_project(tmp_path / "proj")
+    monkeypatch.setattr(tune_module, "beats", lambda base, tuned: True)
+    tune(
+        TuneConfig(
+            project_dir=project,
+            base=base,
+            max_steps=2,
+            seq_len=64,
+            batch_size=4,
+            line_samples=4,
+            bpb_max_tokens=500,
+        )
+    )
+    work = project / ".codehone"
+    dataset = json.loads((work / "data" / "dataset.json").read_text())
+    assert dataset["config"]["fim_rate"] == 0.0
+    tuned = load_model_dir(work / "model").manifest
+    assert tuned.special_tokens.fim is not None
+    assert tuned.special_tokens.fim.in_prompts is False
+    assert tuned.kv.shared_buffer
+    assert not (work / "model.fused").exists()
+
+
 def test_a_loser_leaves_the_project_config_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,7 +146,7 @@ def test_a_loser_leaves_the_project_config_alone(
     monkeypatch.setattr(
         "codehone.training.base_model.resolve_model",
         lambda path, need_checkpoint=False: SimpleNamespace(
-            path=Path(path), checkpoint=Path(path), model_dir=None
+            path=Path(path), checkpoint=Path(path), model_dir=None, fim=None
         ),
     )
     monkeypatch.setattr(

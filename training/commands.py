@@ -120,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bpb_max_tokens=args.bpb_max_tokens,
         device=args.device,
         fim=not args.no_fim,
+        token_healing=not args.no_healing,
     )
     result = evaluate(Path(args.model), config)
     if args.compare:
@@ -241,6 +242,11 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument(
         "--no-fim", action="store_true", help="prompt with the text before the cursor only"
     )
+    p.add_argument(
+        "--no-healing",
+        action="store_true",
+        help="leave the prompt's last token as the tokenizer split it (no token healing)",
+    )
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the JSON here instead of stdout")
@@ -253,7 +259,12 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--method", choices=["full", "freeze", "lora"], default="full")
     p.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--epochs", type=float, default=20.0, help="upper bound; the budget rules")
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=6.0,
+        help="epochs the schedule is planned over (fewer if --minutes runs out first)",
+    )
     p.add_argument("--line-samples", type=int, default=500)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -60,6 +60,7 @@ class EvalConfig:
     humaneval_timeout_s: float = 5.0
     device: str = "auto"  # auto | cuda | cpu
     fim: bool = True  # let FIM models see the text after the cursor (as the server does)
+    token_healing: bool = True  # as the server does (codehone.healing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +177,7 @@ def line_completion(model: LoadedModel, cases: list[LineCase], config: EvalConfi
         time_budget_ms=60000,  # no deadline: results must not depend on the machine's speed
         multiline="never",
         fim=config.fim,
+        token_healing=config.token_healing,
     )
     matches = 0
     similarity = 0.0

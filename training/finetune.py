@@ -46,6 +46,12 @@ log = logging.getLogger("codehone.finetune")
 
 METHODS = ("full", "freeze", "lora")
 DEFAULT_LR = {"full": 2e-4, "freeze": 3e-4, "lora": 2e-3}
+# Small models want much larger steps than the usual 2e-4 of 0.1-1B code models: fine-tuning
+# the 1.7M-parameter default model for 3 epochs on a project it never saw reached validation
+# loss 2.94 at 3e-3, 3.05 at 1e-3 and 3.29 at 2e-4 (line exact match 12.0, 11.3, 10.0; base
+# 9.0). Full and frozen-layer fine-tuning of models under these sizes multiply the default
+# by this much.
+SMALL_MODEL_LR_SCALE = ((10e6, 15.0), (100e6, 5.0))
 CONFIG_FILE = "codehone_finetune.json"
 IGNORE_INDEX = -100
 
@@ -84,8 +90,17 @@ class FinetuneConfig:
     eval_base: bool = True  # measure the validation loss before training too
     save_model: bool = True  # write RUN_DIR/model (search trials skip it)
 
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
+    def lr(self, parameters: int | None = None) -> float:
+        """The learning rate: the one given, else the method's default for a model of
+        ``parameters`` parameters (see SMALL_MODEL_LR_SCALE)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        rate = DEFAULT_LR[self.method]
+        if self.method != "lora" and parameters is not None:
+            for size, scale in SMALL_MODEL_LR_SCALE:
+                if parameters < size:
+                    return rate * scale
+        return rate
 
     def to_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -208,6 +223,29 @@ def load_model(checkpoint: Path, config: FinetuneConfig) -> torch.nn.Module:
     if config.gradient_checkpointing:
         model.config.use_cache = False
     return model
+
+
+# What a resumed run must share with the run that wrote the checkpoints: the weights' shape
+# (method, layers, adapters), the data and the optimizer's schedule.
+RESUME_KEYS = (
+    "base", "data_dir", "method", "trainable_layers", "lora_rank", "lora_alpha",
+    "learning_rate", "seq_len", "batch_size", "grad_accum", "seed",
+)  # fmt: skip
+
+
+def check_resumable(stored: dict[str, Any], config: FinetuneConfig, out_dir: Path) -> None:
+    """Refuse (TrainingError) to resume checkpoints written by a run with other options."""
+    current = config.to_json()
+    differ = [
+        f"{key} {stored.get(key)!r} then, {current[key]!r} now"
+        for key in RESUME_KEYS
+        if stored.get(key) != current[key]
+    ]
+    if differ:
+        raise TrainingError(
+            f"{out_dir} holds the checkpoints of a run with other options ({'; '.join(differ)}):"
+            " resume it with the same options, or start over with --no-resume or another --out"
+        )
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -381,6 +419,9 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
 
     run_config_path = out_dir / CONFIG_FILE
     resume_from = _last_checkpoint(checkpoints) if config.resume else None
+    if resume_from is not None and run_config_path.is_file():
+        stored = json.loads(run_config_path.read_text(encoding="utf-8"))["config"]
+        check_resumable(stored, config, out_dir)
     if resume_from is None and checkpoints.exists() and main_process:
         shutil.rmtree(checkpoints)  # a fresh run: stale checkpoints must not be mixed in
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -427,6 +468,8 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     # 2. model
     model = load_model(base.checkpoint, config)
     trainable, total = count_parameters(model)
+    learning_rate = config.lr(total)
+    args_kwargs["learning_rate"] = learning_rate
     log.info(
         "model %s: %.2f M parameters, %.2f M trainable (%s); data: %d train rows, %d validation"
         " rows of %d tokens",
@@ -462,7 +505,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         plan["reason"],
         plan["warmup_steps"],
         plan["eval_steps"],
-        config.lr(),
+        learning_rate,
     )
 
     # 4. train
@@ -519,7 +562,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         shutil.copy2(base.checkpoint / "generation_config.json", staging)
     hyperparameters = {
         "method": config.method,
-        "learning_rate": config.lr(),
+        "learning_rate": learning_rate,
         "steps": steps,
         "batch_size": config.batch_size,
         "grad_accum": config.grad_accum,

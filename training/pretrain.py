@@ -818,7 +818,7 @@ def embed_checkpoint(checkpoint: Path, model_dir: Path, dtype: str = "fp16") -> 
 
 def pretrain(config: PretrainConfig) -> ModelDir:
     """Build a model directory from scratch on local sources; see the module docstring."""
-    from codehone.model_dir import load_model_dir, write_manifest
+    from codehone.model_dir import load_model_dir, with_fim_in_prompts, write_manifest
     from codehone.training.export import export_checkpoint
 
     if config.quantize_bits not in (0, 4, 8):
@@ -874,10 +874,8 @@ def pretrain(config: PretrainConfig) -> ModelDir:
                 embed_checkpoint(result.checkpoint, model_dir.root, config.checkpoint_dtype)
                 provenance = replace(manifest.provenance, base_checkpoint=CHECKPOINT_SUBDIR)
                 manifest = replace(manifest, provenance=provenance)
-            fim = manifest.special_tokens.fim
-            if not config.fim_in_prompts and fim is not None:
-                special = replace(manifest.special_tokens, fim=replace(fim, in_prompts=False))
-                manifest = replace(manifest, special_tokens=special)
+            if not config.fim_in_prompts:
+                manifest = with_fim_in_prompts(manifest, False)
             write_manifest(model_dir.root, manifest)
             if out_dir.exists():
                 shutil.rmtree(out_dir)

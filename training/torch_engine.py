@@ -18,6 +18,7 @@ import numpy as np
 
 from codehone.engine import Generation, StopConditions, StopReason
 from codehone.errors import GenerationError
+from codehone.healing import constrained_choice
 from codehone.model_dir import (
     FORMAT_VERSION,
     GraphIO,
@@ -79,7 +80,13 @@ class TorchEngine:
         new_cache = TorchCache(output.past_key_values, cache.length + len(token_ids))
         return (logits if all_logits else logits[-1]), new_cache
 
-    def generate(self, prompt_ids: Sequence[int], stop: StopConditions) -> Generation:
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        stop: StopConditions,
+        first_token_ids: np.ndarray | None = None,
+    ) -> Generation:
+        """Greedy decoding (``first_token_ids``: what the first token may be, as in Engine)."""
         if not prompt_ids:
             raise GenerationError("empty prompt")
         context = self.manifest.context_length
@@ -102,7 +109,10 @@ class TorchEngine:
             steps += 1
             if steps == 1:
                 prefill_done = time.perf_counter()
-            next_id = int(np.argmax(logits))
+            if steps == 1 and first_token_ids is not None:
+                next_id = constrained_choice(logits, first_token_ids)
+            else:
+                next_id = int(np.argmax(logits))
             if next_id in stop.stop_token_ids:
                 reason = "eos"
                 break
