@@ -54,7 +54,7 @@ def test_heal_drops_the_last_token_and_allows_every_token_that_extends_it(
     text: str, tokenizer: TextTokenizer, healer: TokenHealer
 ) -> None:
     ids = tokenizer.encode(text)
-    healed = healer.heal(ids)
+    healed = healer.heal(ids, max_tokens=1)
     assert healed is not None
     trimmed, healing = healed
     assert trimmed == ids[:-1]
@@ -178,3 +178,21 @@ def test_extensions_are_found_by_binary_search_at_the_byte_edges() -> None:
     assert found(b"a\xff") == {5, 6}
     assert found(b"\xff") == {7, 8}
     assert found(b"c") == set()
+
+
+def test_a_word_cut_in_two_comes_back_as_one_token() -> None:
+    healer = TokenHealer({1: b" Tri", 2: b"a", 3: b" Trial", 4: b"x", 5: b"ab", 6: b" Trials"})
+    healed = healer.heal([4, 1, 2])
+    assert healed is not None
+    trimmed, healing = healed
+    assert trimmed == [4]
+    assert healing.text == " Tria"
+    assert set(healing.token_ids.tolist()) == {3, 6}
+    # one token back only: the last token and its extensions
+    trimmed, healing = healer.heal([4, 1, 2], max_tokens=1)  # type: ignore[misc]
+    assert trimmed == [4, 1] and set(healing.token_ids.tolist()) == {2, 5}
+    # no single token spells "x Tria": two tokens back, not three
+    assert healer.heal([4, 4, 1, 2], max_tokens=3)[0] == [4, 4]  # type: ignore[index]
+    # a line break is never taken back
+    newline = TokenHealer({1: b"\n", 2: b"a", 3: b"ab", 4: b"\na"})
+    assert newline.heal([2, 1, 2], max_tokens=3)[0] == [2, 1]  # type: ignore[index]
