@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -503,13 +503,13 @@ class Completer:
             cancel=cancel,
             stop_rule=stop_rule,
         )
-        extra: dict[str, Any] = {}
-        if healing is not None:
-            extra["first_token_ids"] = healing.token_ids
+        first = healing.token_ids if healing is not None else None
         if sampler is None:  # engines standing in for the ONNX one (PyTorch, in eval) are greedy
-            generation = self.engine.generate(prompt.token_ids, stop, **extra)
+            generation = self.engine.generate(prompt.token_ids, stop, first_token_ids=first)
         else:
-            generation = self.engine.generate(prompt.token_ids, stop, sample=sampler, **extra)
+            generation = self.engine.generate(
+                prompt.token_ids, stop, sample=sampler, first_token_ids=first
+            )
         ids = generation.token_ids[: loop_keep[0]] if loop_keep else generation.token_ids
         raw = continuation(ids)
         text = None if generation.stop_reason == "cancelled" else postprocess(raw, ctx, prompt)

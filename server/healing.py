@@ -64,7 +64,8 @@ def _byte_level_alphabet() -> dict[str, int]:
 
 def _decoder_kind(tokenizer: TextTokenizer) -> str | None:
     """"byte_level", "sentencepiece" or None (a decoder healing does not understand)."""
-    decoder = json.loads(tokenizer.raw.to_str()).get("decoder") or {}
+    raw_decoder = tokenizer.raw.decoder
+    decoder = json.loads(raw_decoder.__getstate__()) if raw_decoder is not None else {}
     kinds = [d.get("type") for d in decoder.get("decoders", [])] or [decoder.get("type")]
     if "ByteLevel" in kinds:
         return "byte_level"

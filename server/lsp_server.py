@@ -114,6 +114,19 @@ class CodehoneServer(LanguageServer):
 
     # -- completion ----------------------------------------------------------------------------
 
+    async def register_capability(
+        self, registration: types.Registration, what: str, timeout: float = 10.0
+    ) -> None:
+        """Ask the client to register ``registration``; a refusal or no answer is logged, as
+        the server works without it."""
+        try:
+            await asyncio.wait_for(
+                self.client_register_capability_async(types.RegistrationParams([registration])),
+                timeout,
+            )
+        except Exception as exc:
+            log.warning("could not register %s: %s", what, exc)
+
     def cursor_context(
         self, uri: str, position: types.Position, options: ServerOptions
     ) -> CursorContext | None:

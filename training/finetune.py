@@ -431,7 +431,6 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr(),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         lr_scheduler_type="cosine",
@@ -468,7 +467,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     # 2. model
     model = load_model(base.checkpoint, config)
     trainable, total = count_parameters(model)
-    learning_rate = config.lr(total)
+    learning_rate = config.lr(total)  # set here: the default depends on the model's size
     args_kwargs["learning_rate"] = learning_rate
     log.info(
         "model %s: %.2f M parameters, %.2f M trainable (%s); data: %d train rows, %d validation"

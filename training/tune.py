@@ -198,7 +198,10 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     if prefix_only:  # served as the base is
         write_manifest(model_dir.root, with_fim_in_prompts(model_dir.manifest, False))
         model_dir = load_model_dir(model_dir.root)
-    if base.model_dir is not None and load_model_dir(base.model_dir).manifest.kv.shared_buffer:
+    base_manifest = (
+        load_model_dir(base.model_dir, check_graph=False).manifest if base.model_dir else None
+    )
+    if base_manifest is not None and base_manifest.kv.shared_buffer:  # served fused: so is this
         model_dir = fuse_in_place(model_dir, result.checkpoint)
 
     # 4. evaluate both on the held-out test files

@@ -52,13 +52,7 @@ async def register_for_changes(ls: CodehoneServer) -> None:
         method=types.WORKSPACE_DID_CHANGE_CONFIGURATION,
         register_options=types.DidChangeConfigurationRegistrationOptions(section=SECTION),
     )
-    try:
-        await asyncio.wait_for(
-            ls.client_register_capability_async(types.RegistrationParams([registration])),
-            _TIMEOUT_S,
-        )
-    except Exception as exc:
-        log.warning("could not register for configuration changes: %s", exc)
+    await ls.register_capability(registration, "for configuration changes", _TIMEOUT_S)
 
 
 async def reload_settings(ls: CodehoneServer, pushed: Any) -> None:

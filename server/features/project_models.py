@@ -11,7 +11,6 @@ reports and warnings, is in ``codehone.workspace_models``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -39,13 +38,7 @@ async def register_watchers(ls: CodehoneServer) -> None:
             watchers=[types.FileSystemWatcher(glob_pattern=glob) for glob in WATCH_GLOBS]
         ),
     )
-    try:
-        await asyncio.wait_for(
-            ls.client_register_capability_async(types.RegistrationParams([registration])),
-            _TIMEOUT_S,
-        )
-    except Exception as exc:
-        log.warning("could not register the config file watcher: %s", exc)
+    await ls.register_capability(registration, "the config file watcher", _TIMEOUT_S)
 
 
 def register(server: CodehoneServer) -> None:
