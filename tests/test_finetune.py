@@ -237,3 +237,38 @@ def test_default_learning_rate_grows_for_small_models() -> None:
     assert lr("lora", 1_700_000) == DEFAULT_LR["lora"]  # adapters start from zero: no scaling
     assert lr("full", 1_700_000, given=1e-5) == 1e-5  # a given rate always wins
     assert lr("full", None) == DEFAULT_LR["full"]
+
+
+def test_an_epoch_is_one_cutting_of_the_train_split(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    import math
+
+    from codehone.training.prepare import load_packed, pack_dataset
+
+    base = tiny_checkpoint("gpt2")
+    config = _config(base, data_dir, tmp_path / "run", max_steps=None, epochs=0.5)
+    config.eval_base, config.save_model = False, False
+    result = finetune(config)
+    packed = pack_dataset(data_dir, resolve_model(base, need_checkpoint=True), seq_len=128)
+    train, _, meta = load_packed(packed)
+    cuttings = meta["splits"]["train"]["cuttings"]
+    assert cuttings == PrepareConfig(Path("p"), Path("o")).chunk_offsets > 1
+    plan = json.loads((tmp_path / "run" / "codehone_finetune.json").read_text())["plan"]
+    assert plan["steps_per_epoch"] == math.ceil(math.ceil(len(train) / cuttings) / 4)
+    assert result.steps == math.ceil(plan["steps_per_epoch"] * 0.5)
+
+
+def test_keep_last_saves_the_end_of_the_schedule(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    base = tiny_checkpoint("gpt2")
+    config = _config(base, data_dir, tmp_path / "run", keep="last", early_stopping_patience=0)
+    config.max_steps, config.eval_steps, config.eval_base = 5, 2, False
+    result = finetune(config)
+    last = tmp_path / "run" / "checkpoints" / "checkpoint-5"
+    saved, at_the_end = _weights(result.checkpoint), _weights(last)
+    assert all(np.array_equal(saved[k], at_the_end[k]) for k in at_the_end)
+    assert np.isfinite(result.metrics["best_val_loss"])  # reported beside the kept model's
+    with pytest.raises(TrainingError, match="patience 0"):
+        finetune(_config(base, data_dir, tmp_path / "bad", keep="last"))

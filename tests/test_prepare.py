@@ -236,6 +236,46 @@ def test_long_files_are_cut_into_rows_that_fit(tiny_model_dir: Path) -> None:
     assert sum(s[0] == model.fim.prefix_id for s in samples) > 0  # type: ignore[union-attr]
 
 
+def test_a_first_cut_moves_every_later_cut(tiny_model_dir: Path) -> None:
+    from tokenizers import Tokenizer
+
+    model = resolve_model(tiny_model_dir)
+    tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
+    text = (REPO / "server" / "completion.py").read_text(encoding="utf-8")
+    plain = prep.PackSpec(128, model.eos_id, model.fim, 0.0, 0.5, 0)
+    room = prep.chunk_room(128)
+    rng = np.random.default_rng(0)
+    cut_at_start = prep.file_samples(text, tokenizer, plain, rng)
+    moved = prep.file_samples(text, tokenizer, plain, rng, first_cut=37)
+    assert len(moved[0]) == 37
+    assert all(len(s) <= room for s in moved[1:-1]) and len(moved[-1]) <= room + 1
+    assert tokenizer.decode([t for s in moved for t in s]) == text  # still the whole file
+    starts = {sum(len(s) for s in moved[:k]) for k in range(len(moved))}
+    assert starts.isdisjoint({sum(len(s) for s in cut_at_start[:k]) for k in range(1, 4)})
+
+
+def test_the_train_split_is_cut_several_ways(
+    tmp_path: Path, tiny_checkpoint: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenizers import Tokenizer
+
+    project = make_project(tmp_path / "proj")
+    model = resolve_model(tiny_checkpoint("gpt2"))
+    tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
+    files = prep.collect_files(prep.PrepareConfig(project, tmp_path / "d")).files
+    spec = prep.PackSpec(64, model.eos_id, None, 0.0, 0.0, 0, chunk_offsets=3)
+    rows, cuttings = prep.pack_split(files, tokenizer, spec, "train")
+    once, one = prep.pack_split(files, tokenizer, spec, "validation")
+    assert (cuttings, one) == (3, 1)
+    assert int((rows != prep.PAD).sum()) == 3 * int((once != prep.PAD).sum())
+    rows_cut_once = {tuple(r) for r in once}  # the same files (fim_rate 0): the first cutting
+    assert sum(tuple(r) in rows_cut_once for r in rows) < len(rows) / 2  # cut elsewhere
+    monkeypatch.setattr(prep, "MAX_PACKED_TRAIN_TOKENS", int((once != prep.PAD).sum()) * 2)
+    assert prep.pack_split(files, tokenizer, spec, "train")[1] == 2  # capped
+    with pytest.raises(TrainingError, match="chunk_offsets"):
+        prep.prepare(prep.PrepareConfig(project, tmp_path / "bad", chunk_offsets=0), model)
+
+
 def test_line_spans_end_at_the_end_of_a_line() -> None:
     chunk = "a = 1\nbb = 22\nccc = 333"
     rng = np.random.default_rng(0)

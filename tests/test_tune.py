@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,6 +90,11 @@ def test_tune_end_to_end(
     assert manifest["provenance"]["steps"] == 2
     assert report["base_eval"]["kind"] == "checkpoint"
     assert report["model_eval"]["kind"] == "model_dir"
+    dataset = json.loads((work / "data" / "dataset.json").read_text())
+    epochs = TuneConfig(project_dir=project).epochs
+    assert dataset["config"]["chunk_offsets"] == math.ceil(epochs)  # a cutting per epoch
+    run = json.loads((work / "run" / "codehone_finetune.json").read_text())
+    assert run["config"]["early_stopping_patience"] == 0  # the schedule runs to its end
 
 
 def test_a_prefix_only_fused_base_gives_a_prefix_only_fused_model(

@@ -55,6 +55,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         fim_rate=args.fim_rate,
         spm_rate=args.spm_rate,
         line_rate=args.line_rate,
+        chunk_offsets=args.chunk_offsets,
         max_file_bytes=args.max_file_bytes,
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
@@ -87,6 +88,7 @@ def _finetune_config(args: argparse.Namespace) -> object:
         grad_accum=args.grad_accum,
         eval_steps=args.eval_steps,
         early_stopping_patience=args.patience,
+        keep=args.keep,
         gradient_checkpointing=args.gradient_checkpointing,
         seq_len=args.seq_len,
         precision=args.precision,
@@ -164,6 +166,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         learning_rate=args.lr,
         epochs=args.epochs,
+        patience=args.patience,
         line_samples=args.line_samples,
         device=args.device,
         seed=args.seed,
@@ -185,6 +188,12 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--spm-rate", type=float, default=0.2, help="share of FIM samples in SPM")
     p.add_argument(
         "--line-rate", type=float, default=0.5, help="share of FIM middles that end a line"
+    )
+    p.add_argument(
+        "--chunk-offsets",
+        type=int,
+        default=6,
+        help="cut the train split into rows this many times, at other places each time",
     )
     p.add_argument("--max-file-bytes", type=int, default=500_000)
     p.add_argument("--validation-fraction", type=float, default=0.1)
@@ -212,6 +221,12 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--eval-steps", type=int, default=50)
     p.add_argument("--patience", type=int, default=4, help="early stopping (0: off)")
+    p.add_argument(
+        "--keep",
+        choices=["best", "last"],
+        default="best",
+        help="RUN/model: the best validation loss, or the schedule's end (needs --patience 0)",
+    )
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -262,10 +277,16 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument(
         "--epochs",
         type=float,
-        default=6.0,
+        default=15.0,
         help="epochs the schedule is planned over (fewer if --minutes runs out first)",
     )
-    p.add_argument("--line-samples", type=int, default=500)
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many validations without a better loss (0: run the schedule)",
+    )
+    p.add_argument("--line-samples", type=int, default=1000)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -80,6 +80,10 @@ class FinetuneConfig:
     eval_steps: int = 50
     eval_rows: int = 256  # validation rows scored at each evaluation (evenly spaced)
     early_stopping_patience: int = 4
+    # What RUN/model holds: the checkpoint with the best validation loss, or the end of the
+    # schedule (no early stopping then). Loss is not what completion is scored on: past its
+    # minimum, greedy line exact match can still rise (see TuneConfig.patience).
+    keep: str = "best"  # best | last
     gradient_checkpointing: bool = False
     seq_len: int | None = None  # None: min(the model's context, the data set's max_seq_len)
     precision: str = "auto"  # auto (bf16 or fp16 on CUDA, fp32 on the CPU) | fp32 | bf16 | fp16
@@ -406,6 +410,10 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
 
     if config.method not in METHODS:
         raise TrainingError(f"unknown method {config.method!r}; use one of {', '.join(METHODS)}")
+    if config.keep not in ("best", "last"):
+        raise TrainingError(f"keep must be 'best' or 'last', not {config.keep!r}")
+    if config.keep == "last" and config.early_stopping_patience > 0:
+        raise TrainingError("early stopping keeps the best checkpoint: keep 'last' needs patience 0")
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -437,7 +445,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         eval_strategy="steps",
         save_strategy="steps",
         save_total_limit=2,
-        load_best_model_at_end=True,
+        load_best_model_at_end=config.keep == "best",
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         save_safetensors=True,
@@ -493,7 +501,10 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
                 value = torch.tensor([probe[0], probe[1]], device=probe_args.device)
                 torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
                 probe = (float(value[0]), float(value[1]))
-        plan = plan_steps(config, len(train_rows), len(val_rows), world_size, probe)
+        # an epoch is one pass over the data: one of the train split's cuttings
+        cuttings = packed_meta["splits"]["train"].get("cuttings", 1)
+        epoch_rows = math.ceil(len(train_rows) / cuttings)
+        plan = plan_steps(config, epoch_rows, len(val_rows), world_size, probe)
         if main_process:
             run_config_path.write_text(
                 json.dumps({"config": config.to_json(), "plan": plan}, indent=2) + "\n"
@@ -527,12 +538,17 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs to stdout
         base_eval = trainer.evaluate() if resume_from is None and config.eval_base else {}
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        best_eval = trainer.evaluate()
+        kept_eval = trainer.evaluate()  # the model RUN/model gets: best or last (config.keep)
     seconds = time.monotonic() - started
     steps = int(trainer.state.global_step)
     metrics = {
         "base_val_loss": float(base_eval.get("eval_loss", float("nan"))),
-        "val_loss": float(best_eval["eval_loss"]),
+        "val_loss": float(kept_eval["eval_loss"]),
+        "best_val_loss": float(
+            trainer.state.best_metric
+            if trainer.state.best_metric is not None
+            else kept_eval["eval_loss"]
+        ),
         "train_loss": float(output.training_loss),
         "steps": steps,
         "train_seconds": round(seconds, 1),
@@ -574,6 +590,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         "schedule": "cosine",
         "weight_decay": config.weight_decay,
         "precision": "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32",
+        "kept": config.keep,
     }
     if config.method == "lora":
         hyperparameters.update(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha)
