@@ -272,3 +272,20 @@ def test_keep_last_saves_the_end_of_the_schedule(
     assert np.isfinite(result.metrics["best_val_loss"])  # reported beside the kept model's
     with pytest.raises(TrainingError, match="patience 0"):
         finetune(_config(base, data_dir, tmp_path / "bad", keep="last"))
+
+
+def test_the_plan_fits_the_wall_clock_budget() -> None:
+    from codehone.training.finetune import plan_steps
+
+    config = FinetuneConfig(
+        base=Path("b"), data_dir=Path("d"), out_dir=Path("o"), epochs=10, batch_size=8,
+        eval_steps=50, minutes=1.0,
+    )
+    by_epochs = plan_steps(config, train_rows=800, eval_rows=80, world_size=1, probe=None)
+    assert by_epochs["max_steps"] == 1000 and by_epochs["steps_per_epoch"] == 100
+    # 0.5 s a step, 0.1 s an evaluation batch (10 of them every 50 steps): 54 s minus the
+    # first evaluation (1 s) afford 53 / (0.5 + 0.02) = 101 steps
+    capped = plan_steps(config, train_rows=800, eval_rows=80, world_size=1, probe=(0.5, 0.1))
+    assert capped["max_steps"] == 101 and "budget" in capped["reason"]
+    two_gpus = plan_steps(config, train_rows=800, eval_rows=80, world_size=2, probe=None)
+    assert two_gpus["steps_per_epoch"] == 50
