@@ -134,7 +134,8 @@ class PrepareConfig:
     # file (a random first cut), so that each pass over the data shows every token with other
     # context before it instead of the same rows again. On optuna's source, 6 epochs of the
     # default model: validation loss 2.17 with one cutting, 2.125 with 6 (line exact match on
-    # the validation files 20.9 -> 21.7). Capped so the packed train split stays under
+    # the validation files 21.7; 20.9 for a 1,070-step run with one cutting). Capped so the
+    # packed train split stays under
     # MAX_PACKED_TRAIN_TOKENS. ``codehone tune`` cuts it once per planned epoch.
     chunk_offsets: int = 6
 
