@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 from lsp_wire import start_client, stop_client
 from pytest_lsp import LanguageClient
+
+if TYPE_CHECKING:
+    from codehone.model_dir import ModelDir
+    from codehone.tokenizer import TextTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,6 +69,22 @@ def tiny_checkpoint(tiny_model: Callable[[str], Path]) -> Callable[[str], Path]:
 def tiny_model_dir(tiny_model: Callable[[str], Path]) -> Path:
     """A tiny gpt2 model directory (what most tests need)."""
     return tiny_model("gpt2")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> ModelDir:
+    """The tiny gpt2 model directory, loaded."""
+    from codehone.model_dir import load_model_dir
+
+    return load_model_dir(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model: ModelDir) -> TextTokenizer:
+    """The tiny gpt2 model's tokenizer."""
+    from codehone.tokenizer import TextTokenizer
+
+    return TextTokenizer(model.tokenizer_path)
 
 
 @pytest_asyncio.fixture

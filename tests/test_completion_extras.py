@@ -42,16 +42,6 @@ MULTI = Prompt([0], "multi_line", "")
 NO_FIM = CompletionOptions(fim=False, token_healing=False)
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ModelDir:
-    return load_model_dir(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model: ModelDir) -> TextTokenizer:
-    return TextTokenizer(model.tokenizer_path)
-
-
 def at_end(text: str) -> CursorContext:
     return CursorContext(text, len(text))
 

@@ -27,7 +27,7 @@ from codehone.completion import (
 )
 from codehone.engine import Engine, KVCache
 from codehone.healing import MAX_HEALED_TOKENS
-from codehone.model_dir import Manifest, ModelDir, load_model_dir
+from codehone.model_dir import Manifest, ModelDir
 from codehone.providers import ProviderChoice, choose_provider
 from codehone.tokenizer import TextTokenizer
 
@@ -74,18 +74,8 @@ def cursor_at_bar(text_with_bar: str) -> CursorContext:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ModelDir:
-    return load_model_dir(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
 def manifest(model: ModelDir) -> Manifest:
     return model.manifest
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model: ModelDir) -> TextTokenizer:
-    return TextTokenizer(model.tokenizer_path)
 
 
 @pytest.fixture(scope="module")

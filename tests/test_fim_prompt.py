@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from codehone.completion import (
     CompletionOptions,
@@ -15,21 +12,10 @@ from codehone.completion import (
     suffix_token_ids,
 )
 from codehone.fim import fim_prompt_ids, fim_text
-from codehone.model_dir import load_model_dir
 from codehone.tokenizer import TextTokenizer
 
 PREFIX = "def area(width, height):\n    return "
 SUFFIX = "\n\n\nprint(area(2, 3))\n"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path):
-    return load_model_dir(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model) -> TextTokenizer:
-    return TextTokenizer(model.tokenizer_path)
 
 
 def test_fim_prompt_is_the_training_layout(model, tokenizer: TextTokenizer):

@@ -23,16 +23,6 @@ CPU = choose_provider("cpu")
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ModelDir:
-    return load_model_dir(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model: ModelDir) -> TextTokenizer:
-    return TextTokenizer(model.tokenizer_path)
-
-
-@pytest.fixture(scope="module")
 def healer(tokenizer: TextTokenizer) -> TokenHealer:
     healer = TokenHealer.for_tokenizer(tokenizer)
     assert healer is not None  # a byte-level BPE vocabulary
