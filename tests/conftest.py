@@ -16,8 +16,8 @@ from lsp_wire import start_client, stop_client
 from pytest_lsp import LanguageClient
 
 if TYPE_CHECKING:
-    from codehone.model_dir import ModelDir
-    from codehone.tokenizer import TextTokenizer
+    from codehone.core.model_dir import ModelDir
+    from codehone.core.tokenizer import TextTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def tokenizer_texts() -> list[str]:
     never changes the tiny models the tests build."""
     import sysconfig
 
-    from codehone.training.tokenizer_train import iter_file_texts
+    from codehone_training.data.tokenizer_train import iter_file_texts
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     names = ["textwrap.py", "json/decoder.py", "json/encoder.py", "shlex.py", "fnmatch.py",
@@ -38,8 +38,8 @@ def tokenizer_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """tiny_model(family) -> a verified model directory of a tiny random model (cached)."""
-    from codehone.training.export import export_checkpoint
-    from codehone.training.random_models import TINY, build_random_checkpoint
+    from codehone_training.export.checkpoint import export_checkpoint
+    from codehone_training.random_models import TINY, build_random_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-models")
     built: dict[str, Path] = {}
@@ -49,6 +49,27 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         if family not in built:
             checkpoint = build_random_checkpoint(TINY[family], root / f"{family}-checkpoint", texts)
             export_checkpoint(checkpoint, root / family)
+            built[family] = root / family
+        return built[family]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def fused_model(
+    tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """fused_model(family) -> the tiny model rebuilt as codehone's fused graph (cached)."""
+    from codehone_training.export.optimize import fuse
+
+    root = tmp_path_factory.mktemp("fused")
+    built: dict[str, Path] = {}
+
+    def build(family: str) -> Path:
+        if family not in built:
+            exported = tiny_model(family)
+            checkpoint = exported.parent / f"{family}-checkpoint"
+            fuse(exported, root / family, checkpoint=checkpoint, verify=False)
             built[family] = root / family
         return built[family]
 
@@ -74,7 +95,7 @@ def tiny_model_dir(tiny_model: Callable[[str], Path]) -> Path:
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> ModelDir:
     """The tiny gpt2 model directory, loaded."""
-    from codehone.model_dir import load_model_dir
+    from codehone.core.model_dir import load_model_dir
 
     return load_model_dir(tiny_model_dir)
 
@@ -82,7 +103,7 @@ def model(tiny_model_dir: Path) -> ModelDir:
 @pytest.fixture(scope="module")
 def tokenizer(model: ModelDir) -> TextTokenizer:
     """The tiny gpt2 model's tokenizer."""
-    from codehone.tokenizer import TextTokenizer
+    from codehone.core.tokenizer import TextTokenizer
 
     return TextTokenizer(model.tokenizer_path)
 

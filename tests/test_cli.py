@@ -8,12 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from codehone.completion import Completer, CompletionOptions, CursorContext
-from codehone.engine import Engine
-from codehone.model_dir import load_model_dir
-from codehone.providers import choose_provider
-from codehone.text_positions import offset_at
-from codehone.tokenizer import TextTokenizer
+from codehone.core.completion import Completer, CompletionOptions, CursorContext
+from codehone.core.engine import Engine
+from codehone.core.model_dir import load_model_dir
+from codehone.core.providers import choose_provider
+from codehone.core.text_positions import offset_at
+from codehone.core.tokenizer import TextTokenizer
 
 SOURCE = "def add(a, b):\n    return a + \n\nprint(add(1, 2))\n"
 

@@ -4,7 +4,7 @@ local M = {}
 
 local health = vim.health
 
---- Files a model directory must hold (see server/model_dir.py).
+--- Files a model directory must hold (see server/codehone/core/model_dir.py).
 local MODEL_FILES = { 'codehone.json', 'tokenizer.json' }
 
 --- The `--model DIR` argument of a command line, if any.

@@ -1,0 +1,293 @@
+"""`codehone bench lsp`: end-to-end latency as an editor sees it while a user types.
+
+Starts the real `codehone serve` over stdio, opens a real source file cut at a point with
+about the context asked for before it, then types the file's next characters one keystroke at
+a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
+after each keystroke and cancelling the previous one if it is still running, as editors do.
+Prints latency percentiles of the answered requests, how many were cancelled and how fast the
+cancellations were answered, and the server's own counters (prefix-cache hit rate) from
+`codehone/status`. A benchmark, not a test: it prints figures and asserts nothing.
+
+Every request ends up in exactly one of: answered (with items, or empty), cancelled, errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from codehone.core.text_positions import position_at
+
+CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens of text
+
+
+@dataclass
+class BenchResult:
+    keystrokes: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    cancel_answer_ms: list[float] = field(default_factory=list)
+    cancelled: int = 0
+    empty: int = 0
+    errors: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> int:
+        return len(self.latencies_ms)
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latencies_ms
+        prefix = self.status.get("prefix_cache") or {}
+        return {
+            "keystrokes": self.keystrokes,
+            "requests": self.answered + self.cancelled + self.errors,
+            "answered": self.answered,
+            "empty": self.empty,
+            "cancelled": self.cancelled,
+            "errors": self.errors,
+            "latency_ms": {
+                "p50": percentile(lat, 0.5),
+                "p95": percentile(lat, 0.95),
+                "p99": percentile(lat, 0.99),
+                "mean": statistics.fmean(lat) if lat else None,
+            },
+            "cancel_answer_ms": {
+                "p50": percentile(self.cancel_answer_ms, 0.5),
+                "p95": percentile(self.cancel_answer_ms, 0.95),
+            },
+            "prefix_cache_hit_rate": prefix.get("hit_rate"),
+            "prefix_token_reuse_rate": prefix.get("token_reuse_rate"),
+            "provider": self.status.get("provider"),
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def default_file() -> Path:
+    import inspect
+    import json.decoder
+
+    return Path(inspect.getfile(json.decoder))
+
+
+def start_offset(text: str, context_chars: int) -> int:
+    """A cursor at the end of a line with about ``context_chars`` before it."""
+    offset = min(len(text) - 200, context_chars) if len(text) > 400 else len(text) // 2
+    newline = text.find("\n", max(0, offset))
+    return newline if newline > 0 else offset
+
+
+def _to_dict(value: Any) -> dict[str, Any]:
+    plain = _plain(value)
+    return plain if isinstance(plain, dict) else {"result": plain}
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands unknown results back as namedtuples: turn them into JSON values."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def run_bench(
+    model: Path,
+    source: Path,
+    keystrokes: int,
+    context_tokens: int,
+    device: str,
+    seed: int,
+    max_new_tokens: int,
+    anchor_prompt: bool = True,
+) -> BenchResult:
+    text = source.read_text(encoding="utf-8")
+    offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
+    keystrokes = max(0, min(keystrokes, len(text) - offset))
+    rng = random.Random(seed)
+    uri = "file:///bench/" + source.name
+    log_file = Path(tempfile.gettempdir()) / "codehone-bench-lsp-server.log"
+    client = LanguageClient("codehone-bench", "0.1")
+    await client.start_io(
+        sys.executable, "-m", "codehone", "serve", "--model", str(model),
+        "--device", device, "--log-file", str(log_file),
+    )  # fmt: skip
+    result = BenchResult(keystrokes=keystrokes)
+    try:
+        await client.initialize_async(
+            types.InitializeParams(
+                process_id=None,
+                capabilities=types.ClientCapabilities(),
+                initialization_options={
+                    "completion": {
+                        "maxNewTokens": max_new_tokens,
+                        "maxPromptTokens": max(16, min(32768, context_tokens)),
+                        "multiline": "never",
+                        "anchorPrompt": anchor_prompt,
+                    }
+                },
+            )
+        )
+        client.initialized(types.InitializedParams())
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text[:offset])
+            )
+        )
+        document = text[:offset]
+        pending: dict[str, tuple[float, asyncio.Future[Any]]] = {}
+        cancel_sent: dict[str, float] = {}
+        finished: list[asyncio.Task[None]] = []
+
+        async def track(msg_id: str, sent: float, future: asyncio.Future[Any]) -> None:
+            try:
+                answer = await future
+                items = getattr(answer, "items", None) or []
+                if msg_id in cancel_sent:
+                    result.cancel_answer_ms.append(
+                        (time.perf_counter() - cancel_sent[msg_id]) * 1000
+                    )
+                    result.cancelled += 1
+                    return
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                if not items:
+                    result.empty += 1
+            except Exception as exc:  # RequestCancelled arrives as an error response
+                if msg_id in cancel_sent and "cancel" in str(exc).lower():
+                    result.cancel_answer_ms.append(
+                        (time.perf_counter() - cancel_sent[msg_id]) * 1000
+                    )
+                    result.cancelled += 1
+                else:
+                    result.errors += 1
+            finally:
+                pending.pop(msg_id, None)
+
+        for index in range(keystrokes):
+            char = text[offset + index]
+            line, character = position_at(document, len(document))
+            cursor = types.Position(line=line, character=character)
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=index + 2),
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(
+                            range=types.Range(start=cursor, end=cursor), text=char
+                        )
+                    ],
+                )
+            )
+            document += char
+            for stale_id in list(pending):  # the editor drops what the user typed past
+                cancel_sent[stale_id] = time.perf_counter()
+                client.protocol.notify("$/cancelRequest", types.CancelParams(id=stale_id))
+            line, character = position_at(document, len(document))
+            msg_id = str(uuid.uuid4())
+            params = types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=character),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                ),
+            )
+            sent = time.perf_counter()
+            future = asyncio.wrap_future(
+                client.protocol.send_request(
+                    types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
+                )
+            )
+            pending[msg_id] = (sent, future)
+            finished.append(asyncio.ensure_future(track(msg_id, sent, future)))
+            await asyncio.sleep(rng.uniform(0.05, 0.15))
+        await asyncio.wait_for(asyncio.gather(*finished), 120)
+        status = await client.protocol.send_request_async("codehone/status", {})
+        result.status = _to_dict(status)
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
+    return result
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def report(result: BenchResult, model: Path, source: Path) -> str:
+    summary = result.summary()
+    lat = summary["latency_ms"]
+    lines = [
+        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source}",
+        f"provider: {summary['provider'] or '?'}",
+        f"requests: {summary['requests']} = answered {summary['answered']} "
+        f"({summary['empty']} empty) + cancelled {summary['cancelled']} "
+        f"+ errors {summary['errors']}",
+        f"end-to-end latency ms (answered): p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  "
+        f"p99 {_ms(lat['p99'])}  mean {_ms(lat['mean'])}",
+    ]
+    if result.cancel_answer_ms:
+        cancel = summary["cancel_answer_ms"]
+        lines.append(f"cancel -> answer ms: p50 {_ms(cancel['p50'])}  p95 {_ms(cancel['p95'])}")
+    prefix = result.status.get("prefix_cache") or {}
+    if prefix:
+        lines.append(
+            f"prefix cache: hit rate {100 * prefix.get('hit_rate', 0.0):.1f}% "
+            f"({prefix.get('hits', 0)} of {prefix.get('requests', 0)} requests that reached "
+            f"the model), {100 * prefix.get('token_reuse_rate', 0.0):.1f}% of prompt tokens "
+            "reused"
+        )
+    return "\n".join(lines)
+
+
+def main(
+    model: Path | None,
+    source: Path | None,
+    keystrokes: int,
+    context_tokens: int,
+    device: str,
+    seed: int,
+    max_new_tokens: int,
+    json_path: Path | None = None,
+    anchor_prompt: bool = True,
+) -> int:
+    if model is None:
+        from codehone_training.fallback_model import ensure_default_model
+
+        model = ensure_default_model()
+    source = source or default_file()
+    result = asyncio.run(
+        run_bench(
+            model, source, keystrokes, context_tokens, device, seed, max_new_tokens, anchor_prompt
+        )
+    )
+    print(report(result, model, source))
+    if json_path is not None:
+        data = {
+            "model": str(model),
+            "file": str(source),
+            "anchor_prompt": anchor_prompt,
+            "summary": result.summary(),
+            "raw": {k: v for k, v in asdict(result).items() if k != "status"},
+            "status": result.status,
+        }
+        json_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0

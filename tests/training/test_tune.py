@@ -1,0 +1,230 @@
+"""codehone tune: the whole loop, and the .codehone.toml it writes only for a winner."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from test_prepare import make_project
+
+from codehone.cli import main
+from codehone_training import tune as tune_module
+from codehone_training.tune import TuneConfig, beats, tune, write_project_config
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from more threads, and lose a lot on a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_write_project_config_fresh_and_in_place(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / ".codehone" / "model").mkdir(parents=True)
+    path = write_project_config(project, project / ".codehone" / "model")
+    assert path.read_text() == '[model]\npath = ".codehone/model"\n'
+    assert tomllib.loads(path.read_text()) == {"model": {"path": ".codehone/model"}}
+
+    path.write_text('# mine\n[model]\npath = "old"\n\n[completion]\nmax_new_tokens = 32\n')
+    outside = tmp_path / 'elsewhere "x"'
+    outside.mkdir()
+    write_project_config(project, outside)
+    parsed = tomllib.loads(path.read_text())
+    assert parsed == {
+        "model": {"path": str(outside.resolve())},
+        "completion": {"max_new_tokens": 32},
+    }
+    assert path.read_text().startswith("# mine\n")
+    assert [p.name for p in project.iterdir() if p.name.startswith(".codehone.toml")] == [
+        ".codehone.toml"
+    ]
+
+
+def test_beats_is_exact_match_then_edit_similarity() -> None:
+    def r(em: float, es: float) -> dict:
+        return {"line_completion": {"exact_match": em, "edit_similarity": es}}
+
+    assert beats(r(10, 50), r(20, 40))
+    assert not beats(r(20, 40), r(10, 90))
+    assert beats(r(10, 40), r(10, 41))
+    assert not beats(r(10, 40), r(10, 40))
+
+
+def test_tune_end_to_end(
+    tmp_path: Path, tiny_checkpoint: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "proj")
+    # the tiny random model's scores are noise: force the verdict (tested on its own above)
+    monkeypatch.setattr(tune_module, "beats", lambda base, tuned: True)
+    report = tune(
+        TuneConfig(
+            project_dir=project,
+            base=tiny_checkpoint("gpt2"),
+            max_steps=2,
+            seq_len=64,
+            batch_size=4,
+            line_samples=4,
+            bpb_max_tokens=500,
+            learning_rate=1e-3,
+        )
+    )
+    work = project / ".codehone"
+    assert (work / "model" / "codehone.json").is_file()
+    assert json.loads((work / "report.json").read_text())["beats_base"] is True
+    assert "line exact match" in report["message"]
+    config = project / ".codehone.toml"
+    assert tomllib.loads(config.read_text()) == {"model": {"path": ".codehone/model"}}
+    assert report["config_written"] == str(config)
+    assert report["comparison"][0]["metric"] == "line exact match"
+    manifest = json.loads((work / "model" / "codehone.json").read_text())
+    assert manifest["provenance"]["steps"] == 2
+    assert report["base_eval"]["kind"] == "checkpoint"
+    assert report["model_eval"]["kind"] == "model_dir"
+    dataset = json.loads((work / "data" / "dataset.json").read_text())
+    epochs = TuneConfig(project_dir=project).epochs
+    assert dataset["config"]["chunk_offsets"] == math.ceil(epochs)  # a cutting per epoch
+    run = json.loads((work / "run" / "codehone_finetune.json").read_text())
+    assert run["config"]["early_stopping_patience"] == 0  # the schedule runs to its end
+
+
+def test_a_prefix_only_fused_base_gives_a_prefix_only_fused_model(
+    tmp_path: Path,
+    tiny_checkpoint: Callable[[str], Path],
+    fused_model: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A base served prefix-only (fim.in_prompts false, like the default model) is tuned on
+    plain-continuation data and its tuned model is served the same way, as a fused graph."""
+    import shutil
+
+    from codehone.core.model_dir import load_model_dir, with_fim_in_prompts, write_manifest
+
+    base = tmp_path / "base"
+    shutil.copytree(fused_model("gpt2"), base)
+    shutil.copytree(tiny_checkpoint("gpt2"), base / "checkpoint")
+    manifest = load_model_dir(base).manifest
+    assert manifest.special_tokens.fim is not None and manifest.kv.shared_buffer
+    write_manifest(base, with_fim_in_prompts(manifest, False))
+    project = make_project(tmp_path / "proj")
+    monkeypatch.setattr(tune_module, "beats", lambda base, tuned: True)
+    tune(
+        TuneConfig(
+            project_dir=project,
+            base=base,
+            max_steps=2,
+            seq_len=64,
+            batch_size=4,
+            line_samples=4,
+            bpb_max_tokens=500,
+        )
+    )
+    work = project / ".codehone"
+    dataset = json.loads((work / "data" / "dataset.json").read_text())
+    assert dataset["config"]["fim_rate"] == 0.0
+    tuned = load_model_dir(work / "model").manifest
+    assert tuned.special_tokens.fim is not None
+    assert tuned.special_tokens.fim.in_prompts is False
+    assert tuned.kv.shared_buffer
+    assert not (work / "model.fused").exists()
+
+
+def test_a_loser_leaves_the_project_config_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision step with the heavy steps stubbed out."""
+    from types import SimpleNamespace
+
+    from codehone_training import finetune
+    from codehone_training.evaluation import evaluate
+    from codehone_training.export import checkpoint as export
+
+    project = make_project(tmp_path / "proj")
+    (project / ".codehone.toml").write_text('[model]\npath = "previous"\n')
+    base = tmp_path / "base"
+    monkeypatch.setattr(
+        "codehone_training.base_model.resolve_model",
+        lambda path, need_checkpoint=False: SimpleNamespace(
+            path=Path(path), checkpoint=Path(path), model_dir=None, fim=None
+        ),
+    )
+    monkeypatch.setattr(
+        "codehone_training.data.prepare.prepare",
+        lambda config, model: {
+            "files": 3,
+            "bytes": 300,
+            "languages": {"python": 3},
+            "splits": {n: {"files": 1, "bytes": 100} for n in ("train", "validation", "test")},
+            "skipped": {},
+        },
+    )
+    monkeypatch.setattr(
+        finetune,
+        "finetune",
+        lambda config: SimpleNamespace(checkpoint=tmp_path / "ck", metrics={}, steps=1),
+    )
+    monkeypatch.setattr(
+        export, "export_checkpoint", lambda *a, **k: SimpleNamespace(root=tmp_path / "model")
+    )
+    scores = {str(base): (30.0, 1.5), str(tmp_path / "model"): (25.0, 1.4)}
+
+    def fake_evaluate(path: Path, config: object) -> dict:
+        em, bpb = scores[str(path)]
+        return {
+            "model": str(path),
+            "line_completion": {"exact_match": em, "edit_similarity": 50.0},
+            "bits_per_byte": {"bits_per_byte": bpb},
+        }
+
+    monkeypatch.setattr(evaluate, "evaluate", fake_evaluate)
+    report = tune(TuneConfig(project_dir=project, base=base))
+    assert report["beats_base"] is False
+    assert report["exact_match_delta"] == -5.0
+    assert report["bits_per_byte_delta"] == pytest.approx(-0.1)
+    assert "does not beat" in report["message"] and "-5.0 points" in report["message"]
+    assert (project / ".codehone.toml").read_text() == '[model]\npath = "previous"\n'
+
+
+def test_cli_prepare_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(tmp_path / "proj")
+    out = tmp_path / "data"
+    assert main(["prepare", str(project), "--out", str(out), "--languages", "python"]) == 0
+    printed = capsys.readouterr().out
+    assert "files:" in printed and "splits:" in printed and "python" in printed
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["prepare", str(empty), "--out", str(tmp_path / "d2")]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert not (tmp_path / "d2").exists()
+
+
+def test_the_work_dir_ignores_generated_files_but_not_check_cases(tmp_path: Path) -> None:
+    """`git check-ignore` agrees: data and models are ignored, checks.toml is not."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    from codehone_training.tune import ignore_generated_files
+
+    subprocess.run([git, "init", "-q", str(tmp_path)], check=True)
+    work = tmp_path / ".codehone"
+    ignore_generated_files(work)
+    (work / "checks.toml").write_text("")
+    (work / "model").mkdir()
+    (work / "model" / "model.onnx").write_text("")
+    ignored = subprocess.run(
+        [git, "-C", str(tmp_path), "check-ignore", ".codehone/model/model.onnx", ".codehone/checks.toml"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert ignored == [".codehone/model/model.onnx"]

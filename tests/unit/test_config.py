@@ -1,0 +1,213 @@
+"""completion_options_from: typed options with defaults; a bad value warns once, falls back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from codehone.core.completion import CompletionOptions
+from codehone.lsp.config import completion_options_from
+
+DEFAULTS = CompletionOptions()
+LOGGER = "codehone.config"
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == LOGGER and record.levelno == logging.WARNING
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _capture_config_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+
+def test_none_gives_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    assert completion_options_from(None) == DEFAULTS
+    assert warnings_of(caplog) == []
+
+
+def test_defaults_are_sane() -> None:
+    assert DEFAULTS.max_new_tokens == 48
+    assert DEFAULTS.max_prompt_tokens == 1024
+    assert DEFAULTS.time_budget_ms == 1500
+    assert DEFAULTS.multiline == "auto"
+
+
+def test_empty_object_gives_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    assert completion_options_from({}) == DEFAULTS
+    assert completion_options_from({"completion": {}}) == DEFAULTS
+    assert warnings_of(caplog) == []
+
+
+GOOD = {"max_new_tokens": 7, "max_prompt_tokens": 300, "time_budget_ms": 250, "multiline": "never"}
+EXPECTED = CompletionOptions(
+    max_new_tokens=7, max_prompt_tokens=300, time_budget_ms=250, multiline="never"
+)
+
+
+def test_flat_options(caplog: pytest.LogCaptureFixture) -> None:
+    assert completion_options_from(dict(GOOD)) == EXPECTED
+    assert warnings_of(caplog) == []
+
+
+def test_nested_completion_options(caplog: pytest.LogCaptureFixture) -> None:
+    raw = {"completion": dict(GOOD), "max_new_tokens": 99, "somethingElse": True}
+    assert completion_options_from(raw) == EXPECTED  # the nested object wins wholesale
+    assert warnings_of(caplog) == []
+
+
+def test_camel_case_keys(caplog: pytest.LogCaptureFixture) -> None:
+    raw = {"maxNewTokens": 7, "maxPromptTokens": 300, "timeBudgetMs": 250, "multiline": "never"}
+    assert completion_options_from(raw) == EXPECTED
+    assert completion_options_from({"completion": raw}) == EXPECTED
+    assert warnings_of(caplog) == []
+
+
+def test_partial_options_keep_the_other_defaults() -> None:
+    options = completion_options_from({"timeBudgetMs": 400})
+    assert options == CompletionOptions(time_budget_ms=400)
+
+
+@pytest.mark.parametrize("multiline", ["auto", "always", "never"])
+def test_each_multiline_literal(multiline: str) -> None:
+    assert completion_options_from({"multiline": multiline}).multiline == multiline
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_new_tokens", 1),
+        ("max_new_tokens", 512),
+        ("max_prompt_tokens", 16),
+        ("max_prompt_tokens", 32768),
+        ("time_budget_ms", 10),
+        ("time_budget_ms", 60000),
+    ],
+)
+def test_range_limits_are_inclusive(key: str, value: int, caplog: pytest.LogCaptureFixture) -> None:
+    assert getattr(completion_options_from({key: value}), key) == value
+    assert warnings_of(caplog) == []
+
+
+def test_unknown_keys_are_ignored_silently(caplog: pytest.LogCaptureFixture) -> None:
+    raw = {"model": "/x", "logLevel": "debug", "temperature": 0.2, "maxNewTokens": 9}
+    assert completion_options_from(raw) == CompletionOptions(max_new_tokens=9)
+    assert warnings_of(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # wrong type
+        ("max_new_tokens", "many"),
+        ("max_new_tokens", None),
+        ("max_new_tokens", [32]),
+        ("max_new_tokens", {"n": 32}),
+        ("maxPromptTokens", "lots"),
+        ("timeBudgetMs", None),
+        ("multiline", 3),
+        ("multiline", None),
+        ("multiline", ["auto"]),
+        # out of range
+        ("max_new_tokens", 0),
+        ("max_new_tokens", -5),
+        ("max_new_tokens", 513),
+        ("max_prompt_tokens", 15),
+        ("max_prompt_tokens", 32769),
+        ("time_budget_ms", 9),
+        ("timeBudgetMs", 60001),
+        ("time_budget_ms", 10**30),
+        # bad literal
+        ("multiline", "sometimes"),
+        ("multiline", "Always"),
+        ("multiline", ""),
+        # bool for an int
+        ("max_new_tokens", True),
+        ("maxPromptTokens", False),
+        ("timeBudgetMs", True),
+    ],
+)
+def test_invalid_value_falls_back_with_one_warning(
+    key: str, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = completion_options_from({key: value})
+    assert options == DEFAULTS
+    messages = warnings_of(caplog)
+    assert len(messages) == 1
+    assert key in messages[0]
+    assert "invalid" in messages[0]
+
+
+def test_bool_for_multiline_is_a_bad_literal(caplog: pytest.LogCaptureFixture) -> None:
+    assert completion_options_from({"multiline": True}) == DEFAULTS
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_each_bad_field_warns_once_and_good_fields_still_apply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    raw = {
+        "completion": {
+            "maxNewTokens": True,
+            "max_prompt_tokens": 100000,
+            "time_budget_ms": 300,
+            "multiline": "sideways",
+            "unknown": "ignored",
+        }
+    }
+    options = completion_options_from(raw)
+    assert options == CompletionOptions(time_budget_ms=300)
+    messages = warnings_of(caplog)
+    assert len(messages) == 3
+    assert sum("maxNewTokens" in m for m in messages) == 1
+    assert sum("max_prompt_tokens" in m for m in messages) == 1
+    assert sum("multiline" in m for m in messages) == 1
+    assert not any("unknown" in m for m in messages)
+
+
+def test_warning_names_the_fallback_value(caplog: pytest.LogCaptureFixture) -> None:
+    completion_options_from({"max_new_tokens": 0})
+    (message,) = warnings_of(caplog)
+    assert "between 1 and 512" in message
+    assert repr(DEFAULTS.max_new_tokens) in message
+
+
+def test_invalid_value_falls_back_to_the_base_not_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = CompletionOptions(max_new_tokens=20, multiline="always")
+    options = completion_options_from({"max_new_tokens": -1, "multiline": "x"}, base)
+    assert options == base
+    assert len(warnings_of(caplog)) == 2
+    assert completion_options_from(None, base) is base
+    assert completion_options_from({"timeBudgetMs": 100}, base) == CompletionOptions(
+        max_new_tokens=20, multiline="always", time_budget_ms=100
+    )
+
+
+@pytest.mark.parametrize("raw", [[1, 2], "maxNewTokens=5", 42, True, 1.5])
+def test_non_object_input_gives_defaults_and_one_warning(
+    raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert completion_options_from(raw) == DEFAULTS
+    messages = warnings_of(caplog)
+    assert len(messages) == 1
+    assert "expected an object" in messages[0]
+    assert type(raw).__name__ in messages[0]
+
+
+def test_input_is_not_mutated() -> None:
+    raw = {"completion": {"maxNewTokens": 5, "multiline": "bogus"}}
+    completion_options_from(raw)
+    assert raw == {"completion": {"maxNewTokens": 5, "multiline": "bogus"}}
+
+
+def test_fractional_number_for_an_int_warns(caplog: pytest.LogCaptureFixture) -> None:
+    assert completion_options_from({"maxNewTokens": 12.5}) == DEFAULTS
+    assert len(warnings_of(caplog)) == 1

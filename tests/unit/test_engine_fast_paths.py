@@ -1,0 +1,230 @@
+"""The engine's fast paths keep greedy output token-identical to PyTorch and to the plain path:
+the fused graph (shared KV buffer, GroupQueryAttention, arg-max inside), prefix reuse,
+prompt-lookup speculation, the static decode step CUDA graphs use, the last-logits rewrite of
+exported graphs, and weight-only quantization (which runs, and stays close)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engines import PROMPT, engine
+
+from codehone.core.engine import StopConditions, prompt_lookup_draft
+from codehone.core.errors import ModelDirError
+from codehone.core.model_dir import MANIFEST_NAME, load_model_dir
+from codehone.core.providers import choose_provider
+
+FUSED_FAMILIES = ["gpt2", "qwen2", "llama"]
+# Repetitive, like code: prompt lookup finds drafts in it.
+REPEATING = [5, 6, 7, 8, 9, 10, 11, 5, 6, 7, 8, 9, 10, 11, 5, 6, 7]
+CPU = choose_provider("cpu")
+
+
+def torch_greedy(checkpoint: Path, prompt: list[int], n: int) -> list[int]:
+    """The PyTorch reference: greedy decoding with transformers, no EOS."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    ids = list(prompt)
+    past = None
+    with torch.no_grad():
+        step = ids
+        for _ in range(n):
+            out = model(input_ids=torch.tensor([step]), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            step = [int(out.logits[0, -1].argmax())]
+            ids += step
+    return ids[len(prompt) :]
+
+
+@pytest.mark.parametrize("family", FUSED_FAMILIES)
+def test_fused_graph_greedy_equals_pytorch_and_export(
+    family: str, tiny_model: Callable[[str], Path], fused_model: Callable[[str], Path]
+):
+    reference = torch_greedy(tiny_model(family).parent / f"{family}-checkpoint", PROMPT, 24)
+    fused = engine(fused_model(family))
+    assert fused.shared_kv and fused.fused_decode
+    assert fused.generate(PROMPT, StopConditions(max_new_tokens=24)).token_ids == reference
+    exported = engine(tiny_model(family))
+    assert exported.generate(PROMPT, StopConditions(max_new_tokens=24)).token_ids == reference
+    assert fused.generate_without_cache(PROMPT, 6) == reference[:6]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_fused_logits_match_export(
+    family: str, tiny_model: Callable[[str], Path], fused_model: Callable[[str], Path]
+):
+    fused, exported = engine(fused_model(family)), engine(tiny_model(family))
+    fused_all, fused_cache = fused.forward(PROMPT, fused.empty_cache(), all_logits=True)
+    export_all, export_cache = exported.forward(PROMPT, exported.empty_cache(), all_logits=True)
+    assert fused_all.shape == export_all.shape == (len(PROMPT), fused.manifest.vocab_size)
+    np.testing.assert_allclose(fused_all, export_all, atol=1e-4)
+    fused_step, _ = fused.forward([5, 6], fused_cache)  # two tokens after a cache
+    export_step, _ = exported.forward([5, 6], export_cache)
+    np.testing.assert_allclose(fused_step, export_step, atol=1e-4)
+
+
+def _requests(first: list[int], generated: list[int]) -> list[list[int]]:
+    """A typing session: accept part of a completion, edit the end, start elsewhere, repeat."""
+    return [
+        first,
+        [*first, *generated[:5]],  # the user accepted five tokens
+        [*first[:-3], 77, 78],  # edited the last three tokens
+        [*first[:-3], 77, 78, 79],  # typed one more
+        [3, 1, 4, 1, 5, 9, 2, 6],  # another file
+        [3, 1, 4, 1, 5, 9, 2, 6],  # the same request again
+        [3],  # a single token
+    ]
+
+
+@pytest.mark.parametrize("kind", ["exported-gpt2", "fused-gpt2", "fused-qwen2"])
+def test_prefix_reuse_is_token_identical(
+    kind: str, tiny_model: Callable[[str], Path], fused_model: Callable[[str], Path]
+):
+    graph, family = kind.split("-")
+    model = tiny_model(family) if graph == "exported" else fused_model(family)
+    reusing, cold = engine(model), engine(model, reuse_prefix=False)
+    stop = StopConditions(max_new_tokens=12)
+    first = cold.generate(PROMPT, stop).token_ids
+    reused_total = prefilled_total = 0
+    for prompt in _requests(PROMPT, first):
+        warm = reusing.generate(prompt, stop)
+        assert warm.token_ids == cold.generate(prompt, stop).token_ids, prompt
+        reused_total += warm.reused_tokens
+        prefilled_total += len(prompt) - warm.reused_tokens
+        assert warm.reused_tokens < len(prompt)  # at least one token is always fed
+    stats = reusing.prefix_stats
+    assert stats.requests == 7
+    assert (stats.reused_tokens, stats.prefilled_tokens) == (reused_total, prefilled_total)
+    # accepted (all 18 but the last), edit (10), one more (12), other file (0), repeat (7),
+    # single token (0: there is always one token to feed)
+    assert stats.reused_tokens == 17 + 10 + 12 + 7
+    assert cold.prefix_stats.reused_tokens == 0
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
+def test_speculation_is_exact_greedy(family: str, fused_model: Callable[[str], Path]):
+    plain, speculating = engine(fused_model(family)), engine(fused_model(family), draft_tokens=4)
+    for prompt in (PROMPT, REPEATING):
+        expected = plain.generate(prompt, StopConditions(max_new_tokens=40))
+        result = speculating.generate(prompt, StopConditions(max_new_tokens=40))
+        assert result.token_ids == expected.token_ids
+        assert result.steps + result.accepted_tokens == expected.steps
+    stats = speculating.speculation_stats
+    assert stats.drafted_tokens > 0 and 0 < stats.accepted_tokens <= stats.drafted_tokens
+
+
+def test_speculation_keeps_every_stop_condition(fused_model: Callable[[str], Path]):
+    model = fused_model("gpt2")
+    plain, spec = engine(model), engine(model, draft_tokens=4)
+
+    def both(prompt: list[int], **conditions: object) -> tuple[list[int], str]:
+        outcomes = [
+            e.generate(prompt, StopConditions(**conditions))  # type: ignore[arg-type]
+            for e in (plain, spec)
+        ]
+        assert outcomes[0].token_ids == outcomes[1].token_ids
+        assert outcomes[0].stop_reason == outcomes[1].stop_reason
+        return outcomes[1].token_ids, outcomes[1].stop_reason
+
+    free, _ = both(REPEATING, max_new_tokens=30)
+    stop_id = free[9]
+    ids, reason = both(REPEATING, max_new_tokens=30, stop_token_ids=frozenset({stop_id}))
+    assert reason == "eos" and ids == free[: free.index(stop_id)]
+    ids, reason = both(REPEATING, max_new_tokens=30, stop_rule=lambda g: len(g) == 7)
+    assert reason == "stop_rule" and len(ids) == 7
+    ids, reason = both(REPEATING, max_new_tokens=11)
+    assert reason == "max_tokens" and len(ids) == 11
+    context = model_context = spec.manifest.context_length
+    ids, reason = both([*REPEATING * (model_context // len(REPEATING))][: context - 3])
+    assert reason == "context_full" and len(ids) == 4
+
+    cancel = threading.Event()
+
+    def cancel_after_six(ids: list[int]) -> bool:
+        if len(ids) == 6:
+            cancel.set()
+        return False
+
+    result = spec.generate(
+        REPEATING, StopConditions(max_new_tokens=30, cancel=cancel, stop_rule=cancel_after_six)
+    )
+    assert result.stop_reason == "cancelled" and result.token_ids == free[:6]
+
+
+def test_static_decode_step_as_captured_by_cuda_graphs(fused_model: Callable[[str], Path]):
+    """A CUDA graph replays the decode step with total_sequence_length fixed at the buffer's
+    length (GroupQueryAttention then reads the real length from seqlens_k): same tokens."""
+    from codehone.core.engine import _DecodeStep
+
+    model = fused_model("qwen2")
+    expected = engine(model).generate(PROMPT, StopConditions(max_new_tokens=20)).token_ids
+    static = engine(model)
+    static.generate(PROMPT[:2], StopConditions(max_new_tokens=1))  # allocates the buffers
+    assert static._buffers is not None
+    static._decode_step = _DecodeStep(static, static._buffers, static_total=True)
+    assert static.generate(PROMPT, StopConditions(max_new_tokens=20)).token_ids == expected
+
+
+@pytest.mark.parametrize("family", ["gpt_bigcode", "codegen"])
+def test_last_logits_rewrite_of_exported_graphs(
+    family: str, tiny_model: Callable[[str], Path], tmp_path: Path
+):
+    from codehone_training.export.optimize import OptimizeError, fuse, last_logits
+
+    with pytest.raises(OptimizeError, match="supports"):
+        fuse(tiny_model(family), tmp_path / "fused", verify=False)
+    rewritten = engine(last_logits(tiny_model(family), tmp_path / "last").root)
+    original = engine(tiny_model(family))
+    assert rewritten.manifest.io.next_tokens == "next_tokens"
+    stop = StopConditions(max_new_tokens=16)
+    for prompt in (PROMPT, [*PROMPT, 9, 9]):  # the second one reuses the first's prefix
+        assert (
+            rewritten.generate(prompt, stop).token_ids == original.generate(prompt, stop).token_ids
+        )
+    logits, _ = rewritten.forward(PROMPT, rewritten.empty_cache(), all_logits=True)
+    reference, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
+    np.testing.assert_allclose(logits, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_weight_only_quantization(bits: int, fused_model: Callable[[str], Path], tmp_path: Path):
+    from codehone_training.export.optimize import quantize
+
+    quantized_dir = quantize(fused_model("gpt2"), tmp_path / f"int{bits}", bits=bits)
+    assert f"int{bits}-block32" in quantized_dir.manifest.provenance.optimizations
+    quantized, original = engine(quantized_dir.root), engine(fused_model("gpt2"))
+    q_logits, _ = quantized.forward(PROMPT, quantized.empty_cache(), all_logits=True)
+    o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
+    # Close, not equal: the top-1 choice agrees on most positions.
+    agreement = float(np.mean(q_logits.argmax(-1) == o_logits.argmax(-1)))
+    assert agreement >= (0.7 if bits == 8 else 0.5)
+    assert len(quantized.generate(PROMPT, StopConditions(max_new_tokens=8)).token_ids) == 8
+
+
+def test_prompt_lookup_draft():
+    text = np.array([1, 2, 3, 4, 5, 9, 2, 3, 4, 7, 2, 3, 0, 0])
+    assert prompt_lookup_draft(text, 12, 3) == [4, 7, 2]  # latest match of [2, 3]
+    assert prompt_lookup_draft(text, 9, 2) == [5, 9]  # [2, 3, 4] matched first
+    assert prompt_lookup_draft(text, 6, 4) == []  # [5, 9] never occurred before
+    assert prompt_lookup_draft(text, 12, 0) == []
+
+
+def test_manifest_checks_the_shared_buffer_fields(
+    fused_model: Callable[[str], Path], tmp_path: Path
+):
+    copy = tmp_path / "model"
+    shutil.copytree(fused_model("gpt2"), copy)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    assert manifest["kv"]["shared_buffer"] is True
+    manifest["io"]["seqlens_k"] = None
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ModelDirError, match="shared_buffer needs"):
+        load_model_dir(copy)
