@@ -36,7 +36,9 @@ CURSORS = [
 
 
 def sample_text() -> str:
-    return resources.files("codehone").joinpath("samples/sample.py").read_text(encoding="utf-8")
+    return (
+        resources.files("codehone.tools").joinpath("samples/sample.py").read_text(encoding="utf-8")
+    )
 
 
 def cursor_offsets(text: str) -> list[int]:
