@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,17 +16,6 @@ from codehone_training.base_model import resolve_model
 from codehone_training.data.prepare import PrepareConfig, SourceFile, prepare
 from codehone_training.evaluation import evaluate as ev
 from codehone_training.evaluation.cases import line_cases
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from more threads, and lose a lot on a busy machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_edit_similarity_and_exact_match_by_hand() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +15,6 @@ from codehone.core.errors import TrainingError
 from codehone_training.base_model import resolve_model
 from codehone_training.data.prepare import PrepareConfig, prepare
 from codehone_training.finetune import FinetuneConfig, add_lora, finetune
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from more threads, and lose a lot on a busy machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +22,6 @@ from codehone_training.data import prepare as prep
 # so the tests do not change when this repository's own files move).
 PROJECT_SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "unittest"
 CODE_FILE = PROJECT_SOURCE / "loader.py"  # a mid-sized module the single-file tests cut up
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from more threads, and lose a lot on a busy machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_project(root: Path, markers: bool = False) -> Path:

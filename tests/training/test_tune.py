@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,17 +14,6 @@ from test_prepare import make_project
 from codehone.cli import main
 from codehone_training import tune as tune_module
 from codehone_training.tune import TuneConfig, beats, tune, write_project_config
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from more threads, and lose a lot on a busy machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_write_project_config_fresh_and_in_place(tmp_path: Path) -> None:
