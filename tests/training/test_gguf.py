@@ -1,0 +1,225 @@
+"""GGUF import: a tiny llama written as GGUF here (the `gguf` package's writer, llama.cpp's
+tensor names and layout) comes back as a verified model directory that decodes like the
+original checkpoint; every kind of bad file gets one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codehone.core.engine import Engine, StopConditions
+from codehone.core.errors import ExportError
+from codehone.core.model_dir import load_model_dir
+from codehone.core.providers import choose_provider
+from codehone_training.export.gguf import (
+    completion_tokens,
+    find_gguf,
+    import_gguf,
+    is_gguf,
+    read_gguf_info,
+)
+
+PROMPT = [12, 40, 7, 99, 150, 3, 200, 41, 42, 43, 44, 300, 17]
+
+
+def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's q/k row order (its converter's `permute`); transformers undoes it."""
+    rows = weights.shape[0]
+    return (
+        weights.reshape(heads, 2, rows // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def write_llama_gguf(checkpoint: Path, out: Path, architecture: str = "llama") -> Path:
+    """Write the Hugging Face llama ``checkpoint`` as an F32 GGUF the way llama.cpp does."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    tokenizer = json.loads((checkpoint / "tokenizer.json").read_text())
+    tensors = load_file(checkpoint / "model.safetensors")
+    vocab: dict[str, int] = dict(tokenizer["model"]["vocab"])
+    for added in tokenizer["added_tokens"]:
+        vocab[added["content"]] = added["id"]
+    size = config["vocab_size"]
+    tokens = [f"<unused{i}>" for i in range(size)]
+    for token, index in vocab.items():
+        tokens[index] = token
+    special = {a["id"] for a in tokenizer["added_tokens"]}
+    types = [
+        gguf.TokenType.CONTROL
+        if i in special
+        else gguf.TokenType.UNUSED
+        if t.startswith("<unused")
+        else gguf.TokenType.NORMAL
+        for i, t in enumerate(tokens)
+    ]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+
+    writer = gguf.GGUFWriter(out, architecture)
+    writer.add_name("tiny-llama")
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(float(config["rope_theta"]))
+    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
+    writer.add_rope_dimension_count(config["hidden_size"] // heads)
+    writer.add_vocab_size(size)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_add_bos_token(False)
+    names = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
+    writer.add_tensor("token_embd.weight", tensors["model.embed_tokens.weight"])
+    for layer in range(config["num_hidden_layers"]):
+        for hf, short in names.items():
+            weights = tensors[f"model.layers.{layer}.{hf}.weight"]
+            if short == "attn_q":
+                weights = _permute(weights, heads)
+            elif short == "attn_k":
+                weights = _permute(weights, kv_heads)
+            writer.add_tensor(f"blk.{layer}.{short}.weight", weights)
+    writer.add_tensor("output_norm.weight", tensors["model.norm.weight"])
+    if "lm_head.weight" in tensors:
+        writer.add_tensor("output.weight", tensors["lm_head.weight"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(
+    tiny_checkpoint: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    folder = tmp_path_factory.mktemp("gguf")
+    return write_llama_gguf(tiny_checkpoint("llama"), folder / "tiny-llama.F32.gguf")
+
+
+@pytest.fixture(scope="module")
+def imported(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("imported") / "model"
+    import_gguf(tiny_gguf.parent, out)  # a folder holding one GGUF
+    return out
+
+
+def torch_greedy(checkpoint: Path, n: int) -> list[int]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, use_safetensors=True)
+    ids = torch.tensor([PROMPT])
+    with torch.no_grad():
+        for _ in range(n):
+            next_id = model(input_ids=ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+    return ids[0, len(PROMPT) :].tolist()
+
+
+def test_the_imported_model_decodes_like_the_original_checkpoint(
+    imported: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    model_dir = load_model_dir(imported)
+    manifest = model_dir.manifest
+    assert manifest.architecture == "llama"
+    assert manifest.provenance.verification["max_abs_diff_prompt"] < 1e-3
+    assert "GGUF tiny-llama.F32.gguf (sha256 " in manifest.provenance.training_data
+    kept = imported / "checkpoint"
+    assert manifest.provenance.base_checkpoint == str(kept)
+    assert (kept / "model.safetensors").is_file() and (kept / "tokenizer.json").is_file()
+    source = json.loads((kept / "codehone_source.json").read_text())
+    assert len(source["sha256"]) == 64
+    engine = Engine(model_dir, choose_provider("cpu"))
+    onnx_tokens = engine.generate(PROMPT, StopConditions(max_new_tokens=12)).token_ids
+    # the dequantized weights are the original ones: llama.cpp's q/k order was undone
+    assert onnx_tokens == torch_greedy(tiny_checkpoint("llama"), 12)
+    assert onnx_tokens == torch_greedy(kept, 12)
+
+
+def test_completion_tokens_no_bos_and_end_of_text_stops(imported: Path) -> None:
+    special = load_model_dir(imported).manifest.special_tokens
+    assert not special.add_bos  # the GGUF says add_bos_token false
+    vocab = json.loads((imported / "tokenizer.json").read_text())["model"]["vocab"]
+    assert special.eos_token_ids[0] == vocab.get("<|endoftext|>", special.eos_token_ids[0])
+    assert completion_tokens({"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}, 1) == [
+        0,
+        2,
+        1,
+    ]
+    assert completion_tokens({"<|im_end|>": 2, "<|endoftext|>": 0}, 2) == [0, 2]
+    assert completion_tokens({"a": 0}, None) == []
+
+
+def test_a_tune_base_resolves_to_the_kept_checkpoint(imported: Path) -> None:
+    from codehone_training.base_model import resolve_model
+
+    ref = resolve_model(imported, need_checkpoint=True)
+    assert ref.checkpoint == imported / "checkpoint"
+
+
+def test_bad_files_get_one_line(tiny_gguf: Path, tmp_path: Path) -> None:
+    assert is_gguf(tiny_gguf) and is_gguf(tiny_gguf.parent)
+    text = tmp_path / "model.gguf"
+    text.write_text("hello, not a model\n")
+    assert not is_gguf(text)
+    with pytest.raises(ExportError, match="not a GGUF file"):
+        read_gguf_info(text)
+    data = tiny_gguf.read_bytes()
+    for cut in (200, len(data) // 2, len(data) - 10):
+        truncated = tmp_path / f"cut{cut}.gguf"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(ExportError, match="not a complete GGUF file"):
+            read_gguf_info(truncated)
+
+
+def test_an_architecture_we_do_not_export_is_refused(
+    tiny_checkpoint: Callable[[str], Path], tmp_path: Path
+) -> None:
+    path = write_llama_gguf(tiny_checkpoint("llama"), tmp_path / "x.gguf", architecture="mamba")
+    with pytest.raises(ExportError, match="architecture 'mamba' is not one codehone exports"):
+        read_gguf_info(path)
+
+
+def test_folders_must_hold_exactly_one_gguf_inside_them(tiny_gguf: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ExportError, match=r"no \.gguf file"):
+        find_gguf(empty)
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "a.gguf").write_bytes(b"GGUF")
+    (two / "b.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ExportError, match=r"2 \.gguf files"):
+        find_gguf(two)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "model.gguf").symlink_to(tiny_gguf)  # leads out of the folder the user named
+    with pytest.raises(ExportError, match="resolves outside"):
+        find_gguf(linked)
+    with pytest.raises(ExportError, match="does not exist"):
+        find_gguf(tmp_path / "missing.gguf")
