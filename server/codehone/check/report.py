@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from codehone.check.cases import CheckCase
+from codehone.core.percentiles import percentile
 
 PREVIEW_CHARS = 60
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -23,15 +23,6 @@ def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     if len(text) > limit:
         return repr(text[:limit]) + "…"
     return repr(text)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass
@@ -227,7 +218,9 @@ def junit_xml(report: CheckReport) -> bytes:
 
     checks = []
     for threshold in report.thresholds:
-        element = _testcase("codehone.check.run.thresholds", f"{threshold.name} {threshold.limit}", 0.0)
+        element = _testcase(
+            "codehone.check.run.thresholds", f"{threshold.name} {threshold.limit}", 0.0
+        )
         if not threshold.ok:
             ET.SubElement(
                 element,

@@ -31,15 +31,16 @@ from codehone.check.cases import (
     check_fraction,
     check_positive,
 )
-from codehone.check.report import CaseResult, CheckReport, ThresholdResult, percentile
+from codehone.check.report import CaseResult, CheckReport, ThresholdResult
+from codehone.core.percentiles import percentile
 
 log = logging.getLogger("codehone.check")
 
 DEFAULT_SAMPLES = 100
 DEFAULT_MIN_EXACT_MATCH = 0.05
 DEFAULT_SEED = 0  # `codehone tune`'s: its data split and its evaluation's lines
-DEFAULT_REQUEST_TIMEOUT = 60.0
-DEFAULT_START_TIMEOUT = 300.0
+DEFAULT_REQUEST_TIMEOUT = 60.0  # seconds to wait for one completion
+DEFAULT_START_TIMEOUT = 300.0  # seconds to wait for the server to start (a first model load)
 NOT_RUN = "not run: the server failed"
 
 
@@ -63,14 +64,21 @@ class CheckOptions:
     echo_server: bool = False  # forward the server's stderr to ours
 
 
+@dataclass(frozen=True)
+class ChosenModel:
+    """The model directory a check serves and where that choice came from."""
+
+    root: Path
+    source: str  # "--model", or the project config file that names it
+    projects_own: bool  # the project's config chose it (the project is then the workspace)
+
+
 @dataclass
 class Plan:
     """What a run will do, all of it validated before the server starts."""
 
     project: Path
-    model: Path
-    model_source: str
-    use_workspace_folder: bool  # the project's own config chose the model
+    model: ChosenModel
     mode: str  # cases | sampled
     cases_source: str
     cases: list[CheckCase]
@@ -83,23 +91,21 @@ class Plan:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_model(project: Path, override: Path | None) -> tuple[Path, str, bool]:
-    """The model directory to serve, where that choice came from, and whether it is the
-    project's own (validated cheaply here; the server loads and checks the graph)."""
+def choose_model(project: Path, override: Path | None) -> ChosenModel:
+    """``override`` (``--model``), else the model the project's config selects (validated
+    cheaply here; the server loads and checks the graph)."""
     from codehone.core.model_dir import load_model_dir
     from codehone.core.project_config import CONFIG_FILE, find_project_config
 
     if override is not None:
-        model_dir = load_model_dir(override, check_graph=False)
-        return model_dir.root, "--model", False
+        return ChosenModel(load_model_dir(override, check_graph=False).root, "--model", False)
     config = find_project_config(project)
     if config is None:
         raise CheckInputError(
             f"{project}: no model selected: no {CONFIG_FILE} (or [tool.codehone] in "
             "pyproject.toml) naming one; pass --model DIR"
         )
-    model_dir = config.load_model(check_graph=False)
-    return model_dir.root, str(config.source), True
+    return ChosenModel(config.load_model(check_graph=False).root, str(config.source), True)
 
 
 def plan_check(options: CheckOptions) -> Plan:
@@ -135,7 +141,7 @@ def plan_check(options: CheckOptions) -> Plan:
     if cases_path is None and options.min_pass_rate is not None:
         raise CheckInputError("--min-pass-rate applies to a cases file; use --min-exact-match")
 
-    model, model_source, own = resolve_model(project, options.model)  # cheap: no graph loaded
+    chosen = choose_model(project, options.model)  # cheap: no graph loaded
     if cases_path is not None:
         cases_file = load_cases_file(Path(cases_path), project)
         mode, cases, thresholds = "cases", cases_file.cases, cases_file.thresholds
@@ -159,7 +165,7 @@ def plan_check(options: CheckOptions) -> Plan:
         thresholds.max_p95_latency_ms = check_positive(options.max_p95_ms, "--max-p95-ms")
     if options.max_load_seconds is not None:
         thresholds.max_load_seconds = check_positive(options.max_load_seconds, "--max-load-seconds")
-    return Plan(project, model, model_source, own, mode, source, cases, thresholds, init)
+    return Plan(project, chosen, mode, source, cases, thresholds, init)
 
 
 def evaluate_thresholds(report: CheckReport, thresholds: Thresholds) -> list[ThresholdResult]:
@@ -220,18 +226,18 @@ async def run_plan(
 
     report = CheckReport(
         project=plan.project,
-        model=plan.model,
-        model_source=plan.model_source,
+        model=plan.model.root,
+        model_source=plan.model.source,
         cases_source=plan.cases_source,
         mode=plan.mode,
     )
     started = time.perf_counter()
-    command = serve_command(plan.model, options.device, options.serve_command)
+    command = serve_command(plan.model.root, options.device, prefix=options.serve_command)
     session = await EditorSession.start(command, echo=options.echo_server)
     pending = list(plan.cases)
     try:
         await session.initialize(
-            plan.project if plan.use_workspace_folder else None,
+            [plan.project] if plan.model.projects_own else [],
             options.start_timeout,
             initialization_options=plan.initialization_options,
         )
@@ -240,22 +246,20 @@ async def run_plan(
         # completion after the server starts: that is the load time.
         first = pending[0]
         uri = session.open(first.path, first.text, first.language_id)
-        await session.request(first.kind, uri, first.text, first.offset, options.start_timeout)
+        await session.request(first.kind, uri, first.offset, options.start_timeout)
         session.close_document(uri)
         report.load_seconds = time.perf_counter() - session.started
         while pending:
             case = pending[0]
             uri = session.open(case.path, case.text, case.language_id)
-            answer = await session.request(
-                case.kind, uri, case.text, case.offset, options.request_timeout
-            )
+            reply = await session.request(case.kind, uri, case.offset, options.request_timeout)
             session.close_document(uri)
             pending.pop(0)
-            result = CaseResult(case, answer.text, answer.latency_ms)
-            if answer.error is not None:
-                result.error = f"the server answered an error: {answer.error}"
+            result = CaseResult(case, reply.text, reply.latency_ms)
+            if reply.error is not None:
+                result.error = f"the server answered an error: {reply.error}"
             else:
-                result.failures = case.expect.failures(answer.text)
+                result.failures = case.expect.failures(reply.text)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -263,8 +267,10 @@ async def run_plan(
         if status is not None:
             report.provider = status.get("provider")
             report.served_model = served_model(status, plan.project.as_uri())
-            if report.served_model and Path(report.served_model) != plan.model:
-                log.warning("the server says it served %s, not %s", report.served_model, plan.model)
+            if report.served_model and Path(report.served_model) != plan.model.root:
+                log.warning(
+                    "the server says it served %s, not %s", report.served_model, plan.model.root
+                )
     except ServerFailure as exc:
         report.fatal = str(exc)
         for case in pending:
@@ -299,7 +305,7 @@ def run_check(
         raise
     out(
         f"codehone check: {plan.project}\n"
-        f"  model: {plan.model} (from {plan.model_source})\n"
+        f"  model: {plan.model.root} (from {plan.model.source})\n"
         f"  cases: {len(plan.cases)} from {plan.cases_source}"
     )
     width = min(48, max(len(c.name) for c in plan.cases))

@@ -24,8 +24,9 @@ from typing import Any, Literal, Protocol
 
 from codehone.core.errors import CodehoneError
 from codehone.core.model_dir import MANIFEST_NAME, ModelDir
+from codehone.core.percentiles import latency_summary
 from codehone.core.providers import Device
-from codehone.lsp.models.service import ModelService, latency_percentiles
+from codehone.lsp.models.service import ModelService
 
 log = logging.getLogger("codehone.models")
 
@@ -297,7 +298,7 @@ class ModelRegistry:
                     fim=manifest.special_tokens.fim is not None,
                     provider=service.provider.name,
                     completions=len(service.latencies_ms),
-                    latency_ms=service.latency_percentiles(),
+                    latency_ms=latency_summary(list(service.latencies_ms)),
                 )
             models.append(entry)
         folders = []  # a list, not an object keyed by URI: clients turn keys into names
@@ -320,7 +321,7 @@ class ModelRegistry:
         reused = sum(s.engine.prefix_stats.reused_tokens for s in services if not s.released)
         prefilled = sum(s.engine.prefix_stats.prefilled_tokens for s in services if not s.released)
         return {
-            "latency_ms": latency_percentiles(latencies),
+            "latency_ms": latency_summary(latencies),
             "completions": len(latencies),
             "cancelled": sum(s.cancelled for s in services),
             "prefix_cache": {
