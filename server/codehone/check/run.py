@@ -12,10 +12,8 @@ server process is always gone when it returns.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -326,111 +324,3 @@ def run_check(
     if report.fatal is not None:
         print(f"codehone: error: {report.fatal}", file=sys.stderr)
     return report.exit_code
-
-
-# --------------------------------------------------------------------------------------------
-# The command line
-# --------------------------------------------------------------------------------------------
-
-
-def add_check_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("project_dir", nargs="?", default=".", metavar="PROJECT_DIR", help="default: .")
-    p.add_argument(
-        "--cases",
-        metavar="FILE",
-        help=f"cases file (default: PROJECT_DIR/{CASES_FILE.as_posix()} if it exists, else "
-        "sampled held-out lines)",
-    )
-    p.add_argument("--model", metavar="DIR", help="default: the model .codehone.toml selects")
-    p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument(
-        "--min-pass-rate", type=float, help="cases: fraction that must pass (overrides the file)"
-    )
-    p.add_argument("--max-p95-ms", type=float, help="p95 completion latency limit (default 2000)")
-    p.add_argument(
-        "--max-load-seconds",
-        type=float,
-        help="server start to first completion limit (default 120)",
-    )
-    p.add_argument(
-        "--sample", action="store_true", help="sample held-out lines even if a cases file exists"
-    )
-    p.add_argument("--samples", type=int, help=f"lines to sample (default {DEFAULT_SAMPLES})")
-    p.add_argument(
-        "--min-exact-match",
-        type=float,
-        help=f"sampled lines: fraction to complete exactly (default {DEFAULT_MIN_EXACT_MATCH})",
-    )
-    p.add_argument(
-        "--seed", type=int, help=f"sampled lines: data split and line seed (default {DEFAULT_SEED})"
-    )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        help="sampled lines: a prepared data set's test split (default: PROJECT_DIR/.codehone/"
-        "data when `codehone tune` made one, else the project's files split as prepare does)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_REQUEST_TIMEOUT,
-        help=f"seconds to wait for each completion (default {DEFAULT_REQUEST_TIMEOUT:g})",
-    )
-    p.add_argument(
-        "--start-timeout",
-        type=float,
-        default=DEFAULT_START_TIMEOUT,
-        help="seconds to wait for the server to start and answer its first completion "
-        f"(default {DEFAULT_START_TIMEOUT:g})",
-    )
-    p.add_argument(
-        "--serve-command",
-        metavar="CMD",
-        help="start the server with CMD instead of `python -m codehone serve` (e.g. a wrapper "
-        "script or a container); `--model DIR --device D` are appended",
-    )
-
-
-def options_from_args(args: argparse.Namespace) -> CheckOptions:
-    serve = shlex.split(args.serve_command) if args.serve_command else None
-    if serve == []:
-        raise CheckInputError("--serve-command is empty")
-    return CheckOptions(
-        project_dir=Path(args.project_dir),
-        model=Path(args.model) if args.model else None,
-        cases=Path(args.cases) if args.cases else None,
-        sample=args.sample,
-        samples=args.samples,
-        seed=args.seed,
-        data=Path(args.data) if args.data else None,
-        min_exact_match=args.min_exact_match,
-        min_pass_rate=args.min_pass_rate,
-        max_p95_ms=args.max_p95_ms,
-        max_load_seconds=args.max_load_seconds,
-        device=args.device,
-        request_timeout=args.timeout,
-        start_timeout=args.start_timeout,
-        serve_command=serve,
-        echo_server=args.verbose,
-    )
-
-
-def run_check_command(args: argparse.Namespace) -> int:
-    from codehone.core.logging_setup import setup_logging
-
-    setup_logging(args.verbose)
-    junit = Path(args.junit) if args.junit else None
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    try:
-        options = options_from_args(args)
-    except CheckInputError as exc:
-        if junit is not None:
-            from codehone.check.report import junit_error_xml, write_junit
-
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
-    return run_check(options, out, junit)

@@ -92,7 +92,7 @@ async def run_bench(
     context_tokens: int,
     device: str,
     seed: int,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     anchor_prompt: bool = True,
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
@@ -104,16 +104,16 @@ async def run_bench(
     session = await EditorSession.start(command, name="codehone bench")
     result = BenchResult(keystrokes=keystrokes)
     try:
+        completion: dict[str, Any] = {
+            "maxPromptTokens": max(16, min(32768, context_tokens)),
+            "multiline": "never",
+            "anchorPrompt": anchor_prompt,
+        }
+        if max_new_tokens is not None:
+            completion["maxNewTokens"] = max_new_tokens
         await session.initialize(
             capabilities=types.ClientCapabilities(),
-            initialization_options={
-                "completion": {
-                    "maxNewTokens": max_new_tokens,
-                    "maxPromptTokens": max(16, min(32768, context_tokens)),
-                    "multiline": "never",
-                    "anchorPrompt": anchor_prompt,
-                }
-            },
+            initialization_options={"completion": completion},
         )
         uri = session.open("file:///bench/" + source.name, text[:offset])
         pending: dict[str, PendingRequest] = {}
@@ -199,7 +199,7 @@ def main(
     context_tokens: int,
     device: str,
     seed: int,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     json_path: Path | None = None,
     anchor_prompt: bool = True,
 ) -> int:
