@@ -31,6 +31,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from codehone import __version__
+from codehone.check.capabilities import editor_capabilities
 from codehone.check.run import DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT
 from codehone.core.errors import CodehoneError
 from codehone.core.text_positions import position_at
@@ -38,83 +39,6 @@ from codehone.core.text_positions import position_at
 log = logging.getLogger("codehone.check")
 T = TypeVar("T")
 Kind = Literal["completion", "inline"]
-
-# What VS Code (1.9x, vscode-languageclient 9) declares, trimmed to what matters to a
-# completion server: UTF-16 positions, incremental sync, snippet-capable completion items,
-# inline completion (LSP 3.18), workspace folders and configuration.
-EDITOR_CAPABILITIES: dict[str, Any] = {
-    "general": {
-        "positionEncodings": ["utf-16"],
-        "staleRequestSupport": {
-            "cancel": True,
-            "retryOnContentModified": [
-                "textDocument/semanticTokens/full",
-                "textDocument/semanticTokens/range",
-                "textDocument/semanticTokens/full/delta",
-            ],
-        },
-        "regularExpressions": {"engine": "ECMAScript", "version": "ES2020"},
-        "markdown": {"parser": "marked", "version": "1.1.0"},
-    },
-    "window": {
-        "workDoneProgress": True,
-        "showMessage": {"messageActionItem": {"additionalPropertiesSupport": True}},
-        "showDocument": {"support": True},
-    },
-    "workspace": {
-        "applyEdit": True,
-        "workspaceEdit": {"documentChanges": True},
-        "didChangeConfiguration": {"dynamicRegistration": True},
-        "executeCommand": {"dynamicRegistration": True},
-        "workspaceFolders": True,
-        "configuration": True,
-        "didChangeWatchedFiles": {"dynamicRegistration": True, "relativePatternSupport": True},
-    },
-    "textDocument": {
-        "synchronization": {
-            "dynamicRegistration": True,
-            "willSave": True,
-            "willSaveWaitUntil": True,
-            "didSave": True,
-        },
-        "completion": {
-            "dynamicRegistration": True,
-            "contextSupport": True,
-            "completionItem": {
-                "snippetSupport": True,
-                "commitCharactersSupport": True,
-                "documentationFormat": ["markdown", "plaintext"],
-                "deprecatedSupport": True,
-                "preselectSupport": True,
-                "tagSupport": {"valueSet": [1]},
-                "insertReplaceSupport": True,
-                "resolveSupport": {
-                    "properties": ["documentation", "detail", "additionalTextEdits"]
-                },
-                "insertTextModeSupport": {"valueSet": [1, 2]},
-                "labelDetailsSupport": True,
-            },
-            "insertTextMode": 2,
-            "completionItemKind": {"valueSet": list(range(1, 26))},
-            "completionList": {
-                "itemDefaults": [
-                    "commitCharacters",
-                    "editRange",
-                    "insertTextFormat",
-                    "insertTextMode",
-                    "data",
-                ]
-            },
-        },
-        "inlineCompletion": {"dynamicRegistration": True},
-    },
-}
-
-
-def editor_capabilities() -> types.ClientCapabilities:
-    from lsprotocol.converters import get_converter
-
-    return get_converter().structure(EDITOR_CAPABILITIES, types.ClientCapabilities)
 
 
 def serve_command(
@@ -452,26 +376,21 @@ class EditorSession:
         document = types.TextDocumentIdentifier(uri=uri)
         params: types.CompletionParams | types.InlineCompletionParams
         if kind == "completion":
+            menu = types.CompletionTriggerKind
+            trigger = menu.TriggerForIncompleteCompletions if automatic else menu.Invoked
             method = types.TEXT_DOCUMENT_COMPLETION
+            context = types.CompletionContext(trigger_kind=trigger)
             params = types.CompletionParams(
-                text_document=document,
-                position=position,
-                context=types.CompletionContext(
-                    trigger_kind=types.CompletionTriggerKind.TriggerForIncompleteCompletions
-                    if automatic
-                    else types.CompletionTriggerKind.Invoked
-                ),
+                text_document=document, position=position, context=context
             )
         else:
+            ghost = types.InlineCompletionTriggerKind
             method = types.TEXT_DOCUMENT_INLINE_COMPLETION
+            inline = types.InlineCompletionContext(
+                trigger_kind=ghost.Automatic if automatic else ghost.Invoked
+            )
             params = types.InlineCompletionParams(
-                text_document=document,
-                position=position,
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                    if automatic
-                    else types.InlineCompletionTriggerKind.Invoked
-                ),
+                text_document=document, position=position, context=inline
             )
         msg_id = str(uuid.uuid4())
         sent = time.perf_counter()

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from codehone.check.cases import CASES_FILE, CheckInputError
+from codehone.check.report import junit_on_error
 from codehone.check.run import (
     DEFAULT_MIN_EXACT_MATCH,
     DEFAULT_REQUEST_TIMEOUT,
@@ -128,12 +129,6 @@ def run_check_command(args: argparse.Namespace) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
-    try:
+    with junit_on_error(junit):
         options = options_from_args(args)
-    except CheckInputError as exc:
-        if junit is not None:
-            from codehone.check.report import junit_error_xml, write_junit
-
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
     return run_check(options, out, junit)

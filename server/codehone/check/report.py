@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from codehone.check.cases import CheckCase
+from codehone.core.errors import CodehoneError
 from codehone.core.percentiles import percentile
 
 PREVIEW_CHARS = 60
@@ -264,3 +267,15 @@ def write_junit(path: Path, data: bytes) -> None:
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+@contextlib.contextmanager
+def junit_on_error(junit: Path | None) -> Iterator[None]:
+    """A check that cannot run (bad input or config, a server that cannot start) still leaves
+    a JUnit file saying why, when one was asked for; the error goes on up."""
+    try:
+        yield
+    except CodehoneError as exc:
+        if junit is not None:
+            write_junit(junit, junit_error_xml(str(exc)))
+        raise

@@ -29,7 +29,16 @@ from codehone.check.cases import (
     check_fraction,
     check_positive,
 )
-from codehone.check.report import CaseResult, CheckReport, ThresholdResult
+from codehone.check.report import (
+    CaseResult,
+    CheckReport,
+    ThresholdResult,
+    case_line,
+    junit_on_error,
+    junit_xml,
+    summary_lines,
+    write_junit,
+)
 from codehone.core.percentiles import percentile
 
 log = logging.getLogger("codehone.check")
@@ -286,33 +295,16 @@ def run_check(
 ) -> int:
     """Plan, run and report; the exit code (bad input raises CheckInputError / CodehoneError,
     after writing the JUnit file when one was asked for)."""
-    from codehone.check.report import (
-        case_line,
-        junit_error_xml,
-        junit_xml,
-        summary_lines,
-        write_junit,
-    )
-    from codehone.core.errors import CodehoneError
-
-    try:
+    with junit_on_error(junit):
         plan = plan_check(options)
-    except CodehoneError as exc:
-        if junit is not None:
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
     out(
         f"codehone check: {plan.project}\n"
         f"  model: {plan.model.root} (from {plan.model.source})\n"
         f"  cases: {len(plan.cases)} from {plan.cases_source}"
     )
     width = min(48, max(len(c.name) for c in plan.cases))
-    try:
+    with junit_on_error(junit):  # the server could not even be started
         report = asyncio.run(run_plan(plan, options, lambda r: out(case_line(r, width))))
-    except CodehoneError as exc:  # the server could not even be started
-        if junit is not None:
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
     not_run = sum(r.error == NOT_RUN for r in report.results)
     if not_run:
         out(f"({not_run} of {len(report.results)} cases not run: the server failed)")

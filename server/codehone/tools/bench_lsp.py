@@ -1,6 +1,7 @@
 """`codehone bench lsp`: end-to-end latency as an editor sees it while a user types.
 
-Starts the real `codehone serve` over stdio, opens a real source file cut at a point with
+Starts the real `codehone serve` over stdio (through the one LSP client,
+``codehone.check.client``: every wait has a limit), opens a real source file cut at a point with
 about the context asked for before it, then types the file's next characters one keystroke at
 a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
 after each keystroke and cancelling the previous one if it is still running, as editors do.
