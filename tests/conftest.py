@@ -6,14 +6,11 @@ own Python files and random weights; building and exporting one takes a few seco
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import pytest_asyncio
-from lsp_wire import start_client, stop_client
-from pytest_lsp import LanguageClient
 
 if TYPE_CHECKING:
     from codehone.core.model_dir import ModelDir
@@ -30,8 +27,18 @@ def tokenizer_texts() -> list[str]:
     from codehone_training.data.tokenizer_train import iter_file_texts
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    names = ["textwrap.py", "json/decoder.py", "json/encoder.py", "shlex.py", "fnmatch.py",
-             "string.py", "bisect.py", "heapq.py", "glob.py", "calendar.py"]
+    names = [
+        "textwrap.py",
+        "json/decoder.py",
+        "json/encoder.py",
+        "shlex.py",
+        "fnmatch.py",
+        "string.py",
+        "bisect.py",
+        "heapq.py",
+        "glob.py",
+        "calendar.py",
+    ]
     return list(iter_file_texts(stdlib / name for name in names))
 
 
@@ -106,12 +113,3 @@ def tokenizer(model: ModelDir) -> TextTokenizer:
     from codehone.core.tokenizer import TextTokenizer
 
     return TextTokenizer(model.tokenizer_path)
-
-
-@pytest_asyncio.fixture
-async def gpt2_client(tiny_model_dir: Path) -> AsyncIterator[LanguageClient]:
-    """A pytest-lsp client connected to `codehone serve` on the tiny gpt2 model (not yet
-    initialized: each test initializes with the capabilities it needs)."""
-    client = await start_client(tiny_model_dir)
-    yield client
-    await stop_client(client, timeout=2)

@@ -1,5 +1,7 @@
-"""Helpers for end-to-end tests that need more of a session than lsp_wire gives: client
-capabilities, status as plain JSON, waiting for the server's background work."""
+"""Test helpers on top of the one LSP client, ``codehone.check.client.EditorSession``: the real
+server under a pytest-lsp client (which records the server's messages, progress reports and
+the configuration it is answered with), client capabilities, and waiting for the server's
+background work."""
 
 from __future__ import annotations
 
@@ -8,43 +10,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lsp_wire import serve_command
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import ClientServerConfig
+
+from codehone.check.client import EditorSession, serve_command
 
 
-def plain(value: Any) -> Any:
-    """pygls returns custom results as namedtuples: turn them back into JSON values."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
+async def start(
+    model_dir: Path | None, *extra: str, env: dict[str, str] | None = None
+) -> EditorSession:
+    """``codehone serve`` on ``model_dir`` (None: no --model) with ``extra`` arguments, not yet
+    initialized: each test initializes with the capabilities it needs."""
+    config = ClientServerConfig(
+        server_command=serve_command(model_dir, extra=extra),
+        server_env={**os.environ, **env} if env else None,
+    )
+    return EditorSession(await config.start(), drain_stderr=False)  # pytest-lsp reads stderr
 
 
-async def status(client: LanguageClient) -> dict[str, Any]:
-    return plain(await client.protocol.send_request_async("codehone/status", {}))
+async def status(session: EditorSession) -> dict[str, Any]:
+    current = await session.status()
+    assert current is not None, "codehone/status was not answered"
+    return current
 
 
-async def wait_idle(client: LanguageClient, timeout: float = 120) -> dict[str, Any]:
+async def wait_idle(session: EditorSession, timeout: float = 120) -> dict[str, Any]:
     """The status once the server has no background work (configuration, loads) left."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        current = await status(client)
+        current = await status(session)
         if current["pending"] == 0:
             return current
         assert asyncio.get_running_loop().time() < deadline, f"still busy: {current}"
         await asyncio.sleep(0.05)
-
-
-async def start(model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> LanguageClient:
-    config = ClientServerConfig(
-        server_command=serve_command(model_dir, *extra),
-        server_env={**os.environ, **env} if env else None,
-    )
-    return await config.start()  # type: ignore[return-value]
 
 
 def capabilities(
@@ -69,59 +67,20 @@ def capabilities(
     )
 
 
-def record_registrations(client: LanguageClient) -> list[types.Registration]:
-    """Answer client/registerCapability (pytest-lsp does not) and keep what was registered."""
-    registered: list[types.Registration] = []
-
-    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
-    def register_capability(ls: LanguageClient, params: types.RegistrationParams) -> None:
-        registered.extend(params.registrations)
-
-    return registered
-
-
-def open_document(
-    client: LanguageClient, uri: str, text: str, language: str = "python", version: int = 1
-) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri=uri, language_id=language, version=version, text=text)
-        )
-    )
-
-
 async def complete(
-    client: LanguageClient,
-    uri: str,
-    line: int,
-    character: int,
-    trigger: types.CompletionTriggerKind | None = None,
+    session: EditorSession, uri: str, line: int, character: int, automatic: bool = False
 ) -> types.CompletionList:
-    result = await client.text_document_completion_async(
-        types.CompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=character),
-            context=types.CompletionContext(trigger_kind=trigger) if trigger else None,
-        )
+    result = await session.ask(
+        "completion", uri, types.Position(line, character), automatic=automatic
     )
     assert isinstance(result, types.CompletionList)
     return result
 
 
 async def inline(
-    client: LanguageClient,
-    uri: str,
-    line: int,
-    character: int,
-    trigger: types.InlineCompletionTriggerKind = types.InlineCompletionTriggerKind.Invoked,
+    session: EditorSession, uri: str, line: int, character: int, automatic: bool = False
 ) -> types.InlineCompletionList:
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(trigger_kind=trigger),
-        )
-    )
+    result = await session.ask("inline", uri, types.Position(line, character), automatic=automatic)
     assert isinstance(result, types.InlineCompletionList)
     return result
 

@@ -1,14 +1,18 @@
-"""LSP plumbing for tests: starting the real server, and raw framing for tests that must see
-exactly what the server writes to stdout."""
+"""Raw LSP framing for tests that must send bytes no client would and see exactly what the server
+writes to stdout: Content-Length frames in, every byte out. Everything else goes through the
+one LSP client (``codehone.check.client``, helpers in ``lsp_session``); the server command is
+that client's ``serve_command``."""
 
 from __future__ import annotations
 
 import json
-import sys
+import subprocess
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from pytest_lsp import ClientServerConfig, LanguageClient
+from codehone.check.client import serve_command
 
 
 def frame(message: dict[str, Any]) -> bytes:
@@ -36,23 +40,21 @@ def parse_frames(stream: bytes) -> list[dict[str, Any]]:
     return messages
 
 
-def read_frame(stream: Any) -> tuple[bytes, dict[str, Any]]:
-    """Read one framed message from a binary stream; return its raw bytes and the message."""
-    raw = b""
+def read_frame(stream: Any) -> dict[str, Any]:
+    """Read one framed message from a binary stream."""
     length = None
     while True:
         line = stream.readline()
         if not line:
             raise EOFError("server closed stdout")
-        raw += line
         if line == b"\r\n":
             break
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
-    assert length is not None, f"frame without Content-Length: {raw!r}"
-    body = stream.read(length)
-    return raw + body, json.loads(body)
+    if length is None:
+        raise ValueError("a frame without Content-Length")
+    return json.loads(stream.read(length))
 
 
 def initialize(request_id: int = 1, **params: Any) -> dict[str, Any]:
@@ -74,24 +76,86 @@ def shutdown(request_id: int) -> dict[str, Any]:
 EXIT = {"jsonrpc": "2.0", "method": "exit", "params": None}
 
 
-def serve_command(model_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "codehone", "serve", "--model", str(model_dir), *extra]
+class _Recording:
+    """A binary stream that keeps every byte read from it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.data = bytearray()
+
+    def readline(self) -> bytes:
+        line = self.stream.readline()
+        self.data += line
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.data += chunk
+        return chunk
 
 
-async def start_client(model_dir: Path, *extra: str) -> LanguageClient:
-    config = ClientServerConfig(server_command=serve_command(model_dir, *extra))
-    return await config.start()  # type: ignore[return-value]
+class RawSession:
+    """The real server over stdio, with raw bytes in and parsed messages out; everything it
+    writes to stdout is kept (``stdout``), framed or not."""
 
+    def __init__(self, model: Path) -> None:
+        self.process = subprocess.Popen(
+            serve_command(model),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.process.stdout is not None
+        self._stdout = _Recording(self.process.stdout)
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-async def stop_client(client: LanguageClient, timeout: float = 10.0) -> None:
-    """Stop the client; a server that has not exited in time (a failed test never sent
-    `exit`) is killed, so a failure can never hang the suite."""
-    import asyncio
+    def _read(self) -> None:
+        while True:
+            try:
+                message = read_frame(self._stdout)
+            except EOFError:
+                return
+            except (ValueError, OSError):  # not a frame: keep the rest of it for ``stdout``
+                self._stdout.read()
+                return
+            with self._lock:
+                self.messages.append(message)
+                self._lock.notify_all()
 
-    server = client._server  # type: ignore[attr-defined]
-    if server is not None and server.returncode is None:
-        try:
-            await asyncio.wait_for(server.wait(), timeout)
-        except TimeoutError:
-            server.kill()
-    await client.stop()
+    @property
+    def stdout(self) -> bytes:
+        """Every byte the server has written to stdout (all of it once it has exited)."""
+        if self.process.poll() is not None:
+            self._reader.join(timeout=30)
+        return bytes(self._stdout.data)
+
+    def send(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def send_body(self, body: bytes) -> None:
+        self.send(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def answer(self, predicate: Any, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for message in self.messages:
+                    if predicate(message):
+                        return message
+                left = deadline - time.monotonic()
+                assert left > 0, f"no matching answer; got {self.messages}"
+                self._lock.wait(left)
+
+    def by_id(self, request_id: Any) -> dict[str, Any]:
+        return self.answer(lambda m: m.get("id") == request_id and ("result" in m or "error" in m))
+
+    def close(self) -> None:
+        """Kill the server if it is still running (a failed test never sent ``exit``)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

@@ -1,15 +1,25 @@
-"""`codehone complete` and `codehone export` from the command line: the same code path as the
-server, clear errors for bad input."""
+"""The `codehone` command line: one tree whose shared options mean one thing, the one "given
+model, else the default model"; `codehone complete` and `codehone export`: the same code path
+as the server, clear errors for bad input."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from codehone.cli import build_parser
+from codehone.core import default_model
+from codehone.core.command_line import SHARED, add_shared
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
+from codehone.core.default_model import model_or_default
 from codehone.core.engine import Engine
+from codehone.core.errors import CodehoneError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.text_positions import offset_at
@@ -78,3 +88,48 @@ def test_export_command(tiny_checkpoint: Callable[[str], Path], tmp_path: Path):
     assert load_model_dir(tmp_path / "m").manifest.architecture == "qwen2"
     refused = codehone("export", str(tmp_path / "m"), "--out", str(tmp_path / "m2"))
     assert refused.returncode == 2 and "safetensors" in refused.stderr
+
+
+def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, Any]:
+    """Every leaf subcommand of the tree, by its full name ("bench engine")."""
+    found: dict[str, Any] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(subcommands(sub, f"{prefix}{name} ") or {f"{prefix}{name}": sub})
+    return found
+
+
+def test_one_tree_where_a_shared_option_has_one_meaning() -> None:
+    tree = subcommands(build_parser())
+    assert {"serve", "check", "tune", "finetune", "bench engine", "bench lsp"} <= set(tree)
+    defaults: dict[str, set[object]] = {}
+    for command, parser in tree.items():
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag in SHARED:  # defined by add_shared, never by hand
+                    assert action.help.startswith(SHARED[flag].meaning), (command, flag)
+                    defaults.setdefault(flag, set()).add(action.default)
+        assert parser.get_default("func") is not None, command
+    assert defaults["--method"] == {"full"}  # finetune and tune agree
+    assert defaults["--base"] == {None}  # the default model, everywhere
+
+
+def test_a_different_default_needs_a_reason() -> None:
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ValueError, match="--epochs"):
+        add_shared(parser, "--epochs", default=9.0)
+    add_shared(parser, "--epochs", default=9.0, why="measured")
+    assert "(default: 9.0; measured)" in " ".join(parser.format_help().split())
+
+
+def test_the_given_model_else_the_default_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert model_or_default("some/dir", "--base") == Path("some/dir")
+    assert model_or_default(None, "--base") == default_model.find_default_model()
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: tmp_path / "absent")
+    monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
+    assert model_or_default(None, "--model", required=False) is None
+    with pytest.raises(CodehoneError, match="no --base given"):
+        model_or_default(None, "--base")

@@ -4,82 +4,59 @@ RequestCancelled (-32800) at once, and the server keeps serving."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
-from lsp_session import capabilities, complete, inline, open_document, start, wait_idle
-from lsp_wire import stop_client
+from lsp_session import capabilities, complete, inline, start, wait_idle
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
+
+from codehone.check.client import EditorSession, Kind
 
 URI = "file:///project/cancel.py"
 TEXT = "import os\n\n\ndef main():\n    path = os.path.join(\n"
 REQUEST_CANCELLED = -32800
 
 
-async def send_then_cancel(client, method: str, params: object) -> Exception:  # type: ignore[no-untyped-def]
+async def send_then_cancel(session: EditorSession, kind: Kind, automatic: bool) -> Exception:
     """Send a request, let the server start on it, cancel it; return the error it got."""
-    msg_id = str(uuid.uuid4())
-    future = client.protocol.send_request(method, params, msg_id=msg_id)
+    request = session.send(kind, URI, types.Position(line=4, character=24), automatic)
     await asyncio.sleep(0.5)  # not a timing check: gives the server time to start working
-    assert not future.done(), "the request ended before it could be cancelled"
-    client.protocol.notify("$/cancelRequest", types.CancelParams(id=msg_id))
+    assert not request.future.done(), "the request ended before it could be cancelled"
+    session.cancel(request)
     with pytest.raises(JsonRpcRequestCancelled) as caught:
-        await asyncio.wait_for(asyncio.wrap_future(future), 30)
+        await session.wait("the cancelled request", request.future, 30)
     return caught.value
-
-
-def completion_params() -> types.CompletionParams:
-    return types.CompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=URI),
-        position=types.Position(line=4, character=24),
-    )
 
 
 async def test_cancelling_a_request_running_on_the_model(tiny_model_dir: Path):
     # Every request pauses on the model's worker (a test-only hook a cancel ends), so the
     # one below is surely running inference when the cancel arrives.
-    client = await start(tiny_model_dir, env={"CODEHONE_TEST_DELAY_MS": "3000"})
+    session = await start(tiny_model_dir, env={"CODEHONE_TEST_DELAY_MS": "3000"})
     try:
-        await client.initialize_session(
-            types.InitializeParams(capabilities=capabilities(), process_id=None)
-        )
-        await wait_idle(client)
-        open_document(client, URI, TEXT)
-        error = await send_then_cancel(client, types.TEXT_DOCUMENT_COMPLETION, completion_params())
+        await session.initialize(capabilities=capabilities())
+        await wait_idle(session)
+        session.open(URI, TEXT)
+        error = await send_then_cancel(session, "completion", automatic=False)
         assert error.code == REQUEST_CANCELLED
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         assert status["cancelled"] == 1  # it had reached the model's worker
         # the worker is free again: the next request is answered (after its own pause)
-        assert isinstance(await complete(client, URI, 4, 24), types.CompletionList)
+        assert isinstance(await complete(session, URI, 4, 24), types.CompletionList)
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_cancelling_a_request_waiting_in_the_debounce(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    session = await start(tiny_model_dir)
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(),
-                initialization_options={"debounceMs": 5000},
-                process_id=None,
-            )
+        await session.initialize(
+            capabilities=capabilities(), initialization_options={"debounceMs": 5000}
         )
-        await wait_idle(client)
-        open_document(client, URI, TEXT)
-        params = types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=types.Position(line=4, character=24),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-            ),
-        )
-        error = await send_then_cancel(client, types.TEXT_DOCUMENT_INLINE_COMPLETION, params)
+        await wait_idle(session)
+        session.open(URI, TEXT)
+        error = await send_then_cancel(session, "inline", automatic=True)
         assert error.code == REQUEST_CANCELLED
-        assert isinstance(await inline(client, URI, 4, 24), types.InlineCompletionList)
+        assert isinstance(await inline(session, URI, 4, 24), types.InlineCompletionList)
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()

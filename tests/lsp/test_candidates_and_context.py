@@ -7,9 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lsp_session import capabilities, complete, inline, open_document, start, texts, wait_idle
-from lsp_wire import stop_client
-from lsprotocol import types
+from lsp_session import capabilities, complete, inline, start, texts, wait_idle
 
 from codehone.core.completion import (
     Completer,
@@ -46,21 +44,17 @@ def offset_of(text: str, line: int, character: int) -> int:
 
 async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path):
     sampling = {"candidates": 3, "temperature": 1.0, "seed": 7}
-    client = await start(tiny_model_dir)
+    session = await start(tiny_model_dir)
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(), initialization_options=sampling, process_id=None
-            )
-        )
-        await wait_idle(client)
-        open_document(client, URI, TEXT)
+        await session.initialize(capabilities=capabilities(), initialization_options=sampling)
+        await wait_idle(session)
+        session.open(URI, TEXT)
         local = completer(tiny_model_dir)
         several = 0
         for line, character in CURSORS:
             offset = offset_of(TEXT, line, character)
             greedy = local.complete(CursorContext(TEXT, offset), CompletionOptions()).text
-            result = await complete(client, URI, line, character)
+            result = await complete(session, URI, line, character)
             got = texts(result)
             assert len(got) <= 3 and len(set(got)) == len(got)  # deduplicated
             if greedy is not None:
@@ -68,9 +62,9 @@ async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path)
             assert [i.preselect for i in result.items] == [i == 0 for i in range(len(got))]
             assert [i.sort_text for i in result.items] == [str(i) for i in range(len(got))]
             # the same seed, the same candidates; inline completion offers the same ones
-            assert texts(await complete(client, URI, line, character)) == got
+            assert texts(await complete(session, URI, line, character)) == got
             assert [
-                i.insert_text for i in (await inline(client, URI, line, character)).items
+                i.insert_text for i in (await inline(session, URI, line, character)).items
             ] == got
             several += len(got) > 1
         assert several, "sampling never produced a second candidate"
@@ -79,36 +73,23 @@ async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path)
         outcome = completer(tiny_model_dir).complete(
             CursorContext(TEXT, offset), CompletionOptions(), None, SamplingOptions(3, 1.0, 7)
         )
-        assert outcome.texts == texts(await complete(client, URI, *CURSORS[0]))
+        assert outcome.texts == texts(await complete(session, URI, *CURSORS[0]))
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_other_documents_of_the_same_language_as_context(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    session = await start(tiny_model_dir)
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(),
-                initialization_options={"otherDocuments": True},
-                process_id=None,
-            )
+        await session.initialize(
+            capabilities=capabilities(), initialization_options={"otherDocuments": True}
         )
-        await wait_idle(client)
-        open_document(client, "file:///project/util.py", UTIL)
-        open_document(client, "file:///project/pkg/store.py", OTHER)
-        open_document(client, "file:///project/notes.md", NOTES, language="markdown")
-        open_document(client, URI, TEXT)
-        # util.py is edited last: it comes first (nearest the cursor)
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(
-                    uri="file:///project/util.py", version=2
-                ),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text=UTIL)],
-            )
-        )
+        await wait_idle(session)
+        session.open("file:///project/util.py", UTIL)
+        session.open("file:///project/pkg/store.py", OTHER)
+        session.open("file:///project/notes.md", NOTES, "markdown")
+        session.open(URI, TEXT)
+        session.change("file:///project/util.py", UTIL)  # edited last: first (nearest the cursor)
         neighbors = (
             Neighbor("# path: util.py\n", UTIL),
             Neighbor("# path: store.py\n", OTHER),  # no workspace folder: the file's name
@@ -119,37 +100,33 @@ async def test_other_documents_of_the_same_language_as_context(tiny_model_dir: P
             offset = offset_of(TEXT, line, character)
             with_context = CursorContext(TEXT, offset, neighbors, "# path: main.py\n")
             want = local.complete(with_context, CompletionOptions()).text
-            assert texts(await complete(client, URI, line, character)) == ([want] if want else [])
+            assert texts(await complete(session, URI, line, character)) == ([want] if want else [])
             differs += want != local.complete(CursorContext(TEXT, offset), CompletionOptions()).text
         assert differs, "the context from other files never changed a completion"
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_items_are_clean(tiny_model_dir: Path):
     """Whatever a random model generates: no control characters, no empty or whitespace-only
     item, no line repeated three times in a row, a detail naming codehone."""
-    client = await start(tiny_model_dir)
+    session = await start(tiny_model_dir)
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(),
-                initialization_options={
-                    "multiline": "always",
-                    "maxNewTokens": 96,
-                    "candidates": 4,
-                    "temperature": 1.5,
-                    "seed": 1,
-                },
-                process_id=None,
-            )
+        await session.initialize(
+            capabilities=capabilities(),
+            initialization_options={
+                "multiline": "always",
+                "maxNewTokens": 96,
+                "candidates": 4,
+                "temperature": 1.5,
+                "seed": 1,
+            },
         )
-        await wait_idle(client)
-        open_document(client, URI, TEXT)
+        await wait_idle(session)
+        session.open(URI, TEXT)
         seen = 0
         for line, character in CURSORS:
-            result = await complete(client, URI, line, character)
+            result = await complete(session, URI, line, character)
             for item in result.items:
                 assert item.detail is not None and item.detail.startswith("codehone")
                 text = item.text_edit.new_text  # type: ignore[union-attr]
@@ -162,5 +139,4 @@ async def test_items_are_clean(tiny_model_dir: Path):
                 seen += 1
         assert seen
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lsp_wire import start_client, stop_client
+from lsp_session import start
 from lsprotocol import types
-from pytest_lsp import LanguageClient
 
+from codehone.check.client import EditorSession
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
 from codehone.core.engine import Engine
 from codehone.core.model_dir import load_model_dir
@@ -36,13 +36,10 @@ def expected_text(model: Path, text: str, line: int, character: int) -> str | No
     return completer.complete(ctx, CompletionOptions()).text
 
 
-async def complete(client: LanguageClient, line: int, character: int) -> types.CompletionList:
-    result = await client.text_document_completion_async(
-        types.CompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=types.Position(line=line, character=character),
-        )
-    )
+async def complete(
+    session: EditorSession, line: int, character: int, uri: str = URI
+) -> types.CompletionList:
+    result = await session.ask("completion", uri, types.Position(line=line, character=character))
     assert isinstance(result, types.CompletionList)
     return result
 
@@ -58,104 +55,63 @@ def item_text(result: types.CompletionList, line: int, character: int) -> str | 
     return edit.new_text
 
 
-def open_document(client: LanguageClient, text: str, uri: str = URI) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-        )
-    )
-
-
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
 async def test_completion_session(family: str, tiny_model: Callable[[str], Path]):
     """initialize, didOpen, completion, didChange, completion again, shutdown, exit."""
     model = tiny_model(family)
-    client = await start_client(model)
+    session = await start(model)
     try:
-        result = await client.initialize_session(
-            types.InitializeParams(capabilities=types.ClientCapabilities(), process_id=None)
-        )
+        result = await session.initialize(capabilities=types.ClientCapabilities())
         assert result.capabilities.completion_provider is not None
         sync = result.capabilities.text_document_sync
         assert isinstance(sync, types.TextDocumentSyncOptions)
         assert sync.change == types.TextDocumentSyncKind.Incremental
-        open_document(client, SOURCE)
+        session.open(URI, SOURCE)
         answers = []
         for line, character in POSITIONS:
-            got = item_text(await complete(client, line, character), line, character)
+            got = item_text(await complete(session, line, character), line, character)
             assert got == expected_text(model, SOURCE, line, character)
             answers.append(got)
         assert any(answers), "no position produced a completion"
 
-        # Incremental edit: replace "total += " with "total = total + " on line 11.
-        edit_range = types.Range(start=types.Position(11, 14), end=types.Position(11, 17))
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(range=edit_range, text="= total + ")
-                ],
-            )
-        )
+        # Incremental edit: replace "+=" with "= total +" on line 11 ("total += ").
+        plus = SOURCE.index("total += ") + len("total ")
+        session.change(URI, "= total +", (plus, plus + 2))
         changed = SOURCE.replace("total += ", "total = total + ")
-        got = item_text(await complete(client, 11, 24), 11, 24)
+        assert session.text(URI) == changed
+        got = item_text(await complete(session, 11, 24), 11, 24)
         assert got == expected_text(model, changed, 11, 24)
 
         # Full-document sync works too.
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=3),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text="x = ")],
-            )
-        )
-        got = item_text(await complete(client, 0, 4), 0, 4)
+        session.change(URI, "x = ")
+        got = item_text(await complete(session, 0, 4), 0, 4)
         assert got == expected_text(model, "x = ", 0, 4)
     finally:
-        await client.shutdown_session()
-        await stop_client(client, timeout=30)
-    assert client._server.returncode == 0  # type: ignore[union-attr]  # clean exit
+        exit_code = await session.close(timeout=30)
+    assert exit_code == 0  # a clean exit
 
 
-async def test_bad_positions_and_documents(gpt2_client: LanguageClient, tiny_model_dir: Path):
+async def test_bad_positions_and_documents(gpt2_session: EditorSession, tiny_model_dir: Path):
     """Unknown documents, positions past the end, empty and odd documents never crash."""
-    client = gpt2_client
-    await client.initialize_session(
-        types.InitializeParams(capabilities=types.ClientCapabilities(), process_id=None)
-    )
-    unknown = await client.text_document_completion_async(
-        types.CompletionParams(
-            text_document=types.TextDocumentIdentifier(uri="file:///nowhere.py"),
-            position=types.Position(0, 0),
-        )
-    )
-    assert isinstance(unknown, types.CompletionList) and len(unknown.items) == 0
+    session = gpt2_session
+    await session.initialize(capabilities=types.ClientCapabilities())
+    unknown = await complete(session, 0, 0, uri="file:///nowhere.py")
+    assert len(unknown.items) == 0
 
-    open_document(client, SOURCE)
+    session.open(URI, SOURCE)
     end_line = SOURCE.count("\n")
-    past_line = item_text(await complete(client, 10, 400), 10, 400)
+    past_line = item_text(await complete(session, 10, 400), 10, 400)
     assert past_line == expected_text(tiny_model_dir, SOURCE, 10, 400)  # clamped to line end
-    past_file = await complete(client, 500, 3)
+    past_file = await complete(session, 500, 3)
     assert len(past_file.items) == 0 or past_file.items[0].text_edit is not None
     assert item_text(past_file, 500, 3) == expected_text(tiny_model_dir, SOURCE, end_line, 0)
 
-    open_document(client, "", uri="file:///project/empty.py")
-    empty = await client.text_document_completion_async(
-        types.CompletionParams(
-            text_document=types.TextDocumentIdentifier(uri="file:///project/empty.py"),
-            position=types.Position(0, 0),
-        )
-    )
-    assert isinstance(empty, types.CompletionList)
+    empty = session.open("file:///project/empty.py", "")
+    assert isinstance(await complete(session, 0, 0, uri=empty), types.CompletionList)
 
     # An emoji is two UTF-16 code units: character 6 falls inside it.
-    open_document(client, 'x = "😀"\n', uri="file:///project/emoji.py")
+    emoji = session.open("file:///project/emoji.py", 'x = "😀"\n')
     with pytest.raises(Exception, match="inside a character"):
-        await client.text_document_completion_async(
-            types.CompletionParams(
-                text_document=types.TextDocumentIdentifier(uri="file:///project/emoji.py"),
-                position=types.Position(0, 6),
-            )
-        )
+        await complete(session, 0, 6, uri=emoji)
     # ... and the server keeps serving.
-    assert isinstance(await complete(client, 1, 0), types.CompletionList)
-    await client.shutdown_session()
+    assert isinstance(await complete(session, 1, 0), types.CompletionList)

@@ -7,18 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from lsp_session import (
-    capabilities,
-    complete,
-    inline,
-    open_document,
-    record_registrations,
-    start,
-    wait_idle,
-)
-from lsp_wire import stop_client
+from lsp_session import capabilities, complete, inline, start, wait_idle
 from lsprotocol import types
 
+from codehone.check.client import EditorSession
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
 from codehone.core.engine import Engine
 from codehone.core.model_dir import load_model_dir
@@ -37,74 +29,70 @@ def expected(model: Path, text: str, offset: int, **options: object) -> str | No
     return completer.complete(CursorContext(text, offset), CompletionOptions(**options)).text  # type: ignore[arg-type]
 
 
-def warnings_about(client, word: str) -> list[str]:  # type: ignore[no-untyped-def]
+def warnings_about(session: EditorSession, word: str) -> list[str]:
     return [
         m.message
-        for m in client.log_messages
+        for m in session.client.log_messages  # type: ignore[attr-defined]  # pytest-lsp's
         if m.type == types.MessageType.Warning and word in m.message
     ]
 
 
 async def test_pulled_configuration_over_initialization_options(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
-    registered = record_registrations(client)
+    session = await start(tiny_model_dir)
+    client = session.client  # pytest-lsp's: it answers workspace/configuration
     client.set_configuration(
         {"maxNewTokens": 5, "candidates": "many", "debounceMs": 20}, section="codehone"
     )
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(configuration=True),
-                initialization_options={"maxNewTokens": 3, "timeBudgetMs": 900},
-                process_id=None,
-            )
+        await session.initialize(
+            capabilities=capabilities(configuration=True),
+            initialization_options={"maxNewTokens": 3, "timeBudgetMs": 900},
         )
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         options = status["options"]
         assert options["completion"]["max_new_tokens"] == 5  # pulled wins
         assert options["completion"]["time_budget_ms"] == 900  # initialization option kept
         assert options["debounce_ms"] == 20
         assert options["sampling"]["candidates"] == 1  # bad value: the default...
-        assert len(warnings_about(client, "candidates")) == 1  # ... and one warning
+        assert len(warnings_about(session, "candidates")) == 1  # ... and one warning
         # it asked to hear about changes (clients that pull only notify servers that ask)
-        assert [r.method for r in registered] == [types.WORKSPACE_DID_CHANGE_CONFIGURATION]
+        assert [r.method for r in session.registrations] == [
+            types.WORKSPACE_DID_CHANGE_CONFIGURATION
+        ]
 
         # A change notification makes it pull again: `enable: false` turns completions off,
         # and what the new settings leave out falls back to the initialization options.
-        open_document(client, URI, TEXT)
+        session.open(URI, TEXT)
         client.set_configuration({"enable": False}, section="codehone")
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         assert status["options"]["enable"] is False
         assert status["options"]["completion"]["max_new_tokens"] == 3
-        assert len((await complete(client, URI, 4, 24)).items) == 0
-        assert len((await inline(client, URI, 4, 24)).items) == 0
+        assert len((await complete(session, URI, 4, 24)).items) == 0
+        assert len((await inline(session, URI, 4, 24)).items) == 0
 
         client.set_configuration({"enable": True}, section="codehone")
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
-        await wait_idle(client)
-        got = await complete(client, URI, 4, 24)
+        await wait_idle(session)
+        got = await complete(session, URI, 4, 24)
         want = expected(tiny_model_dir, TEXT, len(TEXT) - 1, max_new_tokens=3, time_budget_ms=900)
         assert [i.text_edit.new_text for i in got.items] == ([want] if want else [])  # type: ignore[union-attr]
         assert all(i.detail and i.detail.startswith("codehone") for i in got.items)
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_pushed_settings_wrapped_or_bare(tiny_model_dir: Path):
-    client = await start(tiny_model_dir, "--stdio")  # editors pass --stdio: accepted, ignored
+    session = await start(tiny_model_dir, "--stdio")  # editors pass --stdio: accepted, ignored
     try:
-        await client.initialize_session(
-            types.InitializeParams(capabilities=capabilities(), process_id=None)
-        )
-        await wait_idle(client)
+        await session.initialize(capabilities=capabilities())
+        await wait_idle(session)
 
         async def push(settings: object) -> dict:
-            client.workspace_did_change_configuration(
+            session.client.workspace_did_change_configuration(
                 types.DidChangeConfigurationParams(settings=settings)
             )
-            return (await wait_idle(client))["options"]
+            return (await wait_idle(session))["options"]
 
         options = await push({"codehone": {"maxNewTokens": 7, "otherDocuments": True}})
         assert options["completion"]["max_new_tokens"] == 7
@@ -116,50 +104,39 @@ async def test_pushed_settings_wrapped_or_bare(tiny_model_dir: Path):
         options = await push({"codehone": {"maxNewTokens": "lots", "debounceMs": -1}})
         assert options["completion"]["max_new_tokens"] == 48  # the default
         assert options["debounce_ms"] == 0
-        assert len(warnings_about(client, "maxNewTokens")) == 1
-        assert len(warnings_about(client, "debounceMs")) == 1
+        assert len(warnings_about(session, "maxNewTokens")) == 1
+        assert len(warnings_about(session, "debounceMs")) == 1
         options = await push(None)  # nothing pushed, nothing to pull: unchanged
         assert options["completion"]["max_new_tokens"] == 48
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    session = await start(tiny_model_dir)
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(),
-                initialization_options={"debounceMs": 1500},
-                process_id=None,
-            )
+        await session.initialize(
+            capabilities=capabilities(), initialization_options={"debounceMs": 1500}
         )
-        await wait_idle(client)
-        open_document(client, URI, TEXT)
+        await wait_idle(session)
+        session.open(URI, TEXT)
         want = expected(tiny_model_dir, TEXT, len(TEXT) - 1)
         assert want is not None  # the position must produce something for this test to mean it
         want_items = [want]
 
         # Two keystrokes' worth of automatic requests: the first is superseded while it waits.
-        automatic = types.InlineCompletionTriggerKind.Automatic
         first, second = await asyncio.gather(
-            inline(client, URI, 4, 24, automatic), inline(client, URI, 4, 24, automatic)
+            inline(session, URI, 4, 24, automatic=True), inline(session, URI, 4, 24, automatic=True)
         )
         assert len(first.items) == 0
         assert [i.insert_text for i in second.items] == want_items
 
-        # The same for the menu: typing a trigger character is automatic. (The wait is for a
-        # quiet document: it counts from the last edit, so the user types again first.)
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text=TEXT)],
-            )
-        )
-        typed = types.CompletionTriggerKind.TriggerCharacter
+        # The same for the menu: re-asking an incomplete list while typing is automatic. (The
+        # wait is for a quiet document: it counts from the last edit, so the user types again.)
+        session.change(URI, TEXT)
         first_menu, second_menu = await asyncio.gather(
-            complete(client, URI, 4, 24, typed), complete(client, URI, 4, 24, typed)
+            complete(session, URI, 4, 24, automatic=True),
+            complete(session, URI, 4, 24, automatic=True),
         )
         assert len(first_menu.items) == 0
         assert [i.text_edit.new_text for i in second_menu.items] == want_items  # type: ignore[union-attr]
@@ -167,16 +144,15 @@ async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_mo
         # Once the document has been quiet for debounceMs, an automatic request waits no more.
         await asyncio.sleep(1.6)
         quiet, also_quiet = await asyncio.gather(
-            inline(client, URI, 4, 24, automatic), inline(client, URI, 4, 24, automatic)
+            inline(session, URI, 4, 24, automatic=True), inline(session, URI, 4, 24, automatic=True)
         )
         assert [i.insert_text for i in also_quiet.items] == want_items
         assert [i.insert_text for i in quiet.items] in (want_items, [])  # newest-wins may stop it
 
         # Asked for explicitly: answered, never dropped.
-        invoked = await inline(client, URI, 4, 24, types.InlineCompletionTriggerKind.Invoked)
+        invoked = await inline(session, URI, 4, 24)
         assert [i.insert_text for i in invoked.items] == want_items
-        menu = await complete(client, URI, 4, 24, types.CompletionTriggerKind.Invoked)
+        menu = await complete(session, URI, 4, 24)
         assert [i.text_edit.new_text for i in menu.items] == want_items  # type: ignore[union-attr]
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()

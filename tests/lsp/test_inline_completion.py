@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lsp_session import inline
 from lsprotocol import types
-from pytest_lsp import LanguageClient
 
+from codehone.check.client import EditorSession
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
 from codehone.core.engine import Engine
 from codehone.core.model_dir import load_model_dir
@@ -31,32 +32,17 @@ def capabilities_with_inline_completion() -> types.ClientCapabilities:
     )
 
 
-async def test_inline_completion(gpt2_client: LanguageClient, tiny_model_dir: Path):
-    result = await gpt2_client.initialize_session(
-        types.InitializeParams(capabilities=capabilities_with_inline_completion(), process_id=None)
-    )
+async def test_inline_completion(gpt2_session: EditorSession, tiny_model_dir: Path):
+    result = await gpt2_session.initialize(capabilities=capabilities_with_inline_completion())
     assert result.capabilities.inline_completion_provider is not None
-    gpt2_client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri=URI, language_id="python", version=1, text=SOURCE)
-        )
-    )
+    gpt2_session.open(URI, SOURCE)
     model_dir = load_model_dir(tiny_model_dir)
     completer = Completer(
         Engine(model_dir, choose_provider("cpu")), TextTokenizer(model_dir.tokenizer_path)
     )
     answered = 0
     for line, character in [(4, 19), (3, 11), (5, 15), (0, 9)]:
-        got = await gpt2_client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=URI),
-                position=types.Position(line=line, character=character),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                ),
-            )
-        )
-        assert isinstance(got, types.InlineCompletionList)
+        got = await inline(gpt2_session, URI, line, character, automatic=True)
         ctx = CursorContext(SOURCE, offset_at(SOURCE, line, character))
         expected = completer.complete(ctx, CompletionOptions()).text
         if expected is None:
@@ -68,4 +54,3 @@ async def test_inline_completion(gpt2_client: LanguageClient, tiny_model_dir: Pa
         cursor = types.Position(line=line, character=character)
         assert item.range == types.Range(start=cursor, end=cursor)
     assert answered > 0
-    await gpt2_client.shutdown_session()

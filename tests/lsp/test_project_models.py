@@ -4,24 +4,14 @@ reports, the old model is unloaded, and a bad config or model directory only war
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lsp_session import (
-    capabilities,
-    complete,
-    open_document,
-    record_registrations,
-    start,
-    wait_idle,
-)
-from lsp_wire import stop_client
+from lsp_session import capabilities, complete, start, wait_idle
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
 
+from codehone.check.client import EditorSession
 from codehone.core import default_model
 
 TEXT = "import os\n\n\ndef main():\n    path = os.path.join(\n    x = \n    print(\n"
@@ -43,12 +33,11 @@ def folder_entry(status: dict, folder: Path) -> dict:
     return entry
 
 
-async def detail_for(client: LanguageClient, path: Path) -> str:
+async def detail_for(session: EditorSession, path: Path) -> str:
     """Which model answers a document in ``path`` (each item's detail names it)."""
-    uri = path.as_uri()
-    open_document(client, uri, TEXT)
+    uri = session.open(path.as_uri(), TEXT)
     for line, character in CURSORS:
-        result = await complete(client, uri, line, character)
+        result = await complete(session, uri, line, character)
         if result.items:
             (detail,) = {item.detail for item in result.items}
             assert detail is not None and detail.startswith("codehone")
@@ -56,19 +45,21 @@ async def detail_for(client: LanguageClient, path: Path) -> str:
     raise AssertionError(f"no completion in {path} at any of {CURSORS}")
 
 
-async def changed(client: LanguageClient, *files: Path) -> dict:
-    client.workspace_did_change_watched_files(
+async def changed(session: EditorSession, *files: Path) -> dict:
+    session.client.workspace_did_change_watched_files(
         types.DidChangeWatchedFilesParams(
             changes=[
                 types.FileEvent(uri=f.as_uri(), type=types.FileChangeType.Changed) for f in files
             ]
         )
     )
-    return await wait_idle(client)
+    return await wait_idle(session)
 
 
-def warnings(client: LanguageClient) -> list[str]:
-    return [m.message for m in client.messages if m.type == types.MessageType.Warning]
+def warnings(session: EditorSession) -> list[str]:
+    """The window/showMessage warnings so far (pytest-lsp's client records them)."""
+    messages = session.client.messages  # type: ignore[attr-defined]
+    return [m.message for m in messages if m.type == types.MessageType.Warning]
 
 
 async def test_per_folder_models_and_live_swaps(
@@ -84,32 +75,26 @@ async def test_per_folder_models_and_live_swaps(
     )
     (d / ".codehone.toml").write_text(f'model = "{llama}"\n')
 
-    client = await start(gpt2)
-    registered = record_registrations(client)
+    session = await start(gpt2)
+    client = session.client
     try:
-        await client.initialize_session(
-            types.InitializeParams(
-                capabilities=capabilities(watch_files=True, progress=True),
-                workspace_folders=[
-                    types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in (a, b, c)
-                ],
-                process_id=None,
-            )
+        await session.initialize(
+            [a, b, c], capabilities=capabilities(watch_files=True, progress=True)
         )
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         # several folders, several models at once; an unconfigured folder uses the default
         assert serving(status, a) == str(llama.resolve())
         assert serving(status, b) == str(qwen2.resolve())
         assert serving(status, c) == str(gpt2.resolve())
         assert folder_entry(status, a)["state"] == "loaded"
         assert folder_entry(status, b)["source"].endswith("pyproject.toml")
-        assert await detail_for(client, a / "x.py") == "codehone · llama"
-        assert await detail_for(client, b / "pkg" / "y.py") == "codehone · qwen2"
-        assert await detail_for(client, c / "z.py") == "codehone · gpt2"
-        assert await detail_for(client, tmp_path / "elsewhere.py") == "codehone · gpt2"
+        assert await detail_for(session, a / "x.py") == "codehone · llama"
+        assert await detail_for(session, b / "pkg" / "y.py") == "codehone · qwen2"
+        assert await detail_for(session, c / "z.py") == "codehone · gpt2"
+        assert await detail_for(session, tmp_path / "elsewhere.py") == "codehone · gpt2"
 
         # the watcher, registered dynamically
-        (watcher,) = registered
+        (watcher,) = session.registrations
         assert watcher.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES
         options = watcher.register_options  # LSPAny on the client side: a plain object
         assert isinstance(options, dict)
@@ -117,7 +102,8 @@ async def test_per_folder_models_and_live_swaps(
         assert globs == ["**/.codehone.toml", "**/pyproject.toml"]
 
         # work-done progress for each load: create, then begin ... report ... end
-        loads = [reports for reports in client.progress_reports.values() if reports]
+        progress = client.progress_reports  # type: ignore[attr-defined]  # pytest-lsp's
+        loads = [reports for reports in progress.values() if reports]
         assert len(loads) == 2
         for reports in loads:
             assert reports[0].kind == "begin" and reports[-1].kind == "end"
@@ -126,9 +112,9 @@ async def test_per_folder_models_and_live_swaps(
 
         # a's config now names qwen2: a shares b's model, llama is unloaded
         (a / ".codehone.toml").write_text(f'[model]\npath = "{qwen2}"\n')
-        status = await changed(client, a / ".codehone.toml")
+        status = await changed(session, a / ".codehone.toml")
         assert serving(status, a) == str(qwen2.resolve())
-        assert await detail_for(client, a / "x.py") == "codehone · qwen2"
+        assert await detail_for(session, a / "x.py") == "codehone · qwen2"
         assert status["unloaded"] == 1
         loaded_dirs = {m["model_dir"] for m in status["models"]}
         assert str(llama.resolve()) not in loaded_dirs
@@ -138,22 +124,22 @@ async def test_per_folder_models_and_live_swaps(
         (b / "pyproject.toml").write_text(
             f'[project]\nname = "b2"\n[tool.codehone]\nmodel = "{qwen2}"\n'
         )
-        status = await changed(client, b / "pyproject.toml")
+        status = await changed(session, b / "pyproject.toml")
         assert status["loads"] == loads_before
 
         # a bad config: one warning, a keeps its model
         (a / ".codehone.toml").write_text("[model\n")
-        status = await changed(client, a / ".codehone.toml")
-        assert len(warnings(client)) == 1 and ".codehone.toml" in warnings(client)[0]
+        status = await changed(session, a / ".codehone.toml")
+        assert len(warnings(session)) == 1 and ".codehone.toml" in warnings(session)[0]
         assert serving(status, a) == str(qwen2.resolve())
         assert "not valid TOML" in folder_entry(status, a)["error"]
         # a model directory that is not one: one more warning, a still keeps its model
         (tmp_path / "empty").mkdir()
         (a / ".codehone.toml").write_text(f'model = "{tmp_path / "empty"}"\n')
-        status = await changed(client, a / ".codehone.toml")
-        assert len(warnings(client)) == 2 and "not a model directory" in warnings(client)[1]
+        status = await changed(session, a / ".codehone.toml")
+        assert len(warnings(session)) == 2 and "not a model directory" in warnings(session)[1]
         assert serving(status, a) == str(qwen2.resolve())
-        assert await detail_for(client, a / "x.py") == "codehone · qwen2"
+        assert await detail_for(session, a / "x.py") == "codehone · qwen2"
 
         # workspace folders change: b leaves (its documents go to the default), d arrives
         client.workspace_did_change_workspace_folders(
@@ -164,36 +150,35 @@ async def test_per_folder_models_and_live_swaps(
                 )
             )
         )
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         assert {f["folder"] for f in status["folders"]} == {x.as_uri() for x in (a, c, d)}
         assert serving(status, d) == str(llama.resolve())
-        assert await detail_for(client, b / "pkg" / "y.py") == "codehone · gpt2"
-        assert await detail_for(client, d / "w.py") == "codehone · llama"
+        assert await detail_for(session, b / "pkg" / "y.py") == "codehone · gpt2"
+        assert await detail_for(session, d / "w.py") == "codehone · llama"
 
         # the `model` option replaces the default model; a bad one warns and changes nothing
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"codehone": {"model": str(qwen2)}})
         )
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         assert serving(status, c) == str(qwen2.resolve())
-        assert await detail_for(client, c / "z.py") == "codehone · qwen2"
+        assert await detail_for(session, c / "z.py") == "codehone · qwen2"
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"model": str(tmp_path / "nope")})
         )
-        status = await wait_idle(client)
-        assert len(warnings(client)) == 3 and "does not exist" in warnings(client)[2]
+        status = await wait_idle(session)
+        assert len(warnings(session)) == 3 and "does not exist" in warnings(session)[2]
         assert serving(status, c) == str(qwen2.resolve())
         # clearing it brings back --model
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"model": ""})
         )
-        status = await wait_idle(client)
+        status = await wait_idle(session)
         assert serving(status, c) == str(gpt2.resolve())
         (default,) = [m for m in status["models"] if m["folder"] is None]
         assert default["source"] == "--model" and default["state"] == "loaded"
     finally:
-        await client.shutdown_session()
-        await stop_client(client)
+        await session.close()
 
 
 async def test_serving_only_project_models_without_a_default(
@@ -208,27 +193,15 @@ async def test_serving_only_project_models_without_a_default(
     project = tmp_path / "project"
     project.mkdir()
     (project / ".codehone.toml").write_text(f'model = "{tiny_model("llama")}"\n')
-    config = ClientServerConfig(
-        server_command=[sys.executable, "-m", "codehone", "serve"],
-        server_env={**os.environ, "CODEHONE_HOME": str(home)},
-    )
     for folders in ([project], []):
-        client = await config.start()
+        session = await start(None, env={"CODEHONE_HOME": str(home)})
         try:
-            await client.initialize_session(
-                types.InitializeParams(
-                    capabilities=capabilities(),
-                    workspace_folders=[
-                        types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders
-                    ],
-                    process_id=None,
-                )
-            )
-            status = await wait_idle(client)
+            await session.initialize(folders, capabilities=capabilities())
+            status = await wait_idle(session)
             if folders:
                 assert serving(status, project) == str(tiny_model("llama").resolve())
-                assert await detail_for(client, project / "x.py") == "codehone · llama"
-                assert warnings(client) == []
+                assert await detail_for(session, project / "x.py") == "codehone · llama"
+                assert warnings(session) == []
             else:
                 assert status["models"] == [
                     {
@@ -240,10 +213,8 @@ async def test_serving_only_project_models_without_a_default(
                         "model_dir": None,
                     }
                 ]
-                assert len(warnings(client)) == 1 and "no model" in warnings(client)[0]
-            uri = (tmp_path / "elsewhere.py").as_uri()
-            open_document(client, uri, TEXT)
-            assert len((await complete(client, uri, 4, 24)).items) == 0
+                assert len(warnings(session)) == 1 and "no model" in warnings(session)[0]
+            uri = session.open(tmp_path / "elsewhere.py", TEXT)
+            assert len((await complete(session, uri, 4, 24)).items) == 0
         finally:
-            await client.shutdown_session()
-            await stop_client(client)
+            await session.close()

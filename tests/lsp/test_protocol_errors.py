@@ -5,64 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from lsp_wire import EXIT, INITIALIZED, frame, initialize, read_frame, serve_command, shutdown
-
-
-class RawSession:
-    """The real server over stdio, with raw bytes in and parsed messages out."""
-
-    def __init__(self, model: Path) -> None:
-        self.process = subprocess.Popen(
-            serve_command(model),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self.messages: list[dict[str, Any]] = []
-        self._lock = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                _, message = read_frame(self.process.stdout)
-            except (EOFError, ValueError, OSError):
-                return
-            with self._lock:
-                self.messages.append(message)
-                self._lock.notify_all()
-
-    def send(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(data)
-        self.process.stdin.flush()
-
-    def send_body(self, body: bytes) -> None:
-        self.send(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-
-    def answer(self, predicate: Any, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                for message in self.messages:
-                    if predicate(message):
-                        return message
-                left = deadline - time.monotonic()
-                assert left > 0, f"no matching answer; got {self.messages}"
-                self._lock.wait(left)
-
-    def by_id(self, request_id: Any) -> dict[str, Any]:
-        return self.answer(lambda m: m.get("id") == request_id and ("result" in m or "error" in m))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+from lsp_wire import EXIT, INITIALIZED, RawSession, frame, initialize, shutdown
 
 
 def completion(request_id: int, uri: str = "file:///a.py") -> dict[str, Any]:

@@ -9,16 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lsp_wire import (
-    EXIT,
-    INITIALIZED,
-    frame,
-    initialize,
-    parse_frames,
-    read_frame,
-    serve_command,
-    shutdown,
-)
+from lsp_wire import EXIT, INITIALIZED, RawSession, frame, initialize, parse_frames, shutdown
 
 
 def run_serve(
@@ -75,43 +66,23 @@ def test_stdout_is_only_protocol(tiny_model_dir: Path):
         "method": "textDocument/completion",
         "params": {"textDocument": {"uri": uri}, "position": {"line": 9, "character": 99}},
     }
-    server = subprocess.Popen(
-        serve_command(tiny_model_dir),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert server.stdin is not None and server.stdout is not None
-    captured = b""
-
-    def send(data: bytes) -> None:
-        server.stdin.write(data)  # type: ignore[union-attr]
-        server.stdin.flush()  # type: ignore[union-attr]
-
-    def wait_for(request_id: int) -> dict:
-        nonlocal captured
-        while True:
-            raw, message = read_frame(server.stdout)
-            captured += raw
-            if message.get("id") == request_id:
-                return message
-
+    session = RawSession(tiny_model_dir)
     try:
-        send(frame(initialize(1)))
-        wait_for(1)
-        send(frame(INITIALIZED) + b"Content-Length: %d\r\n\r\n" % len(did_open) + did_open)
-        send(frame(completion))
-        wait_for(2)
-        send(frame(shutdown(3)))
-        wait_for(3)
-        send(frame(EXIT))
-        server.stdin.close()
-        captured += server.stdout.read()  # whatever else it wrote before exiting
-        assert server.wait(timeout=30) == 0
+        session.send(frame(initialize(1)))
+        session.by_id(1)
+        session.send(frame(INITIALIZED))
+        session.send_body(did_open)
+        session.send(frame(completion))
+        session.by_id(2)
+        session.send(frame(shutdown(3)))
+        session.by_id(3)
+        session.send(frame(EXIT))
+        assert session.process.stdin is not None
+        session.process.stdin.close()
+        assert session.process.wait(timeout=30) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-    messages = parse_frames(captured)
+        session.close()
+    messages = parse_frames(session.stdout)  # from its first byte to its last
     by_id = {m.get("id"): m for m in messages if "id" in m}
     assert "result" in by_id[1] and "capabilities" in by_id[1]["result"]
     assert "result" in by_id[2], by_id[2]  # answered, not an error, not a crash
@@ -120,8 +91,5 @@ def test_stdout_is_only_protocol(tiny_model_dir: Path):
 
 
 def test_tcp_binds_loopback_only():
-    args = [a for a in serve_command(Path("/nonexistent")) if a != "serve"]
-    assert (
-        "--host"
-        not in subprocess.run([*args[:3], "serve", "--help"], capture_output=True, text=True).stdout
-    )
+    serve_help = run_serve(["--help"]).stdout.decode()
+    assert "--tcp" in serve_help and "--host" not in serve_help

@@ -1,5 +1,6 @@
 """`codehone bench lsp` on a tiny model and a few keystrokes: it runs the real server, prints
-its figures, and every request is accounted for exactly once (no timing assertions)."""
+its figures, and every request is accounted for exactly once (no timing assertions); and its
+percentiles are the ones codehone/status and `codehone check` report."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from codehone.check.cases import CheckCase, Thresholds
+from codehone.check.report import CaseResult, CheckReport, summary_lines
+from codehone.check.run import evaluate_thresholds
+from codehone.core.model_dir import ModelDir
+from codehone.lsp.models.registry import ModelRegistry
+from codehone.lsp.models.service import ModelService
+from codehone.tools.bench_lsp import BenchResult
 
 SOURCE = "import os\n\n\ndef main():\n" + "".join(
     f"    value_{i} = os.path.join('a', 'b{i}')\n" for i in range(40)
@@ -40,3 +49,35 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
     prefix = data["status"]["prefix_cache"]
     assert 0 <= prefix["hits"] <= prefix["requests"] <= 6
     assert 0.0 <= summary["prefix_cache_hit_rate"] <= 1.0
+
+
+# 20 latencies: the percentiles each report used to compute its own way disagreed on them
+# (p50 11th or 10th value, p95 20th or 19th); the one nearest-rank percentile says 10th, 19th.
+LATENCIES = [float(v) for v in (31, 7, 52, 18, 95, 40, 23, 66, 12, 49, 88, 35, 27, 71, 9, 58, 44, 15, 80, 61)]  # fmt: skip
+
+
+def test_status_bench_and_check_report_the_same_percentiles(model: ModelDir) -> None:
+    ordered = sorted(LATENCIES)
+    want = {"p50": ordered[9], "p95": ordered[18], "p99": ordered[19]}
+
+    service = ModelService.load(model, "cpu")  # codehone/status: per model and in total
+    try:
+        service.latencies_ms.extend(LATENCIES)
+        registry = ModelRegistry(service, "cpu")
+        (entry,) = registry.describe()["models"]
+        for status in (entry["latency_ms"], registry.totals()["latency_ms"]):
+            assert {q: status[q] for q in want} == want
+    finally:
+        service.close()
+
+    bench = BenchResult(keystrokes=len(LATENCIES), latencies_ms=list(LATENCIES)).summary()
+    assert {q: bench["latency_ms"][q] for q in want} == want
+
+    case = CheckCase("c", Path("/p/a.py"), "x = ", 4)
+    report = CheckReport(Path("/p"), Path("/m"), "--model", "cases", "cases")
+    report.results = [CaseResult(case, "1", ms) for ms in LATENCIES]
+    summary = "\n".join(summary_lines(report))
+    assert f"latency p50 {want['p50']:.0f} ms, p95 {want['p95']:.0f} ms" in summary
+    thresholds = Thresholds(0.0, max_p95_latency_ms=want["p95"], max_load_seconds=None)
+    (_, p95) = evaluate_thresholds(report, thresholds)
+    assert p95.ok and p95.actual == f"{want['p95']:.0f} ms"

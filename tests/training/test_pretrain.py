@@ -472,13 +472,13 @@ def test_default_model_dir_follows_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
-    assert default_model.default_model_dir() == tmp_path / "home" / "default-model"
+    assert default_model.fallback_model_dir() == tmp_path / "home" / "default-model"
     monkeypatch.delenv("CODEHONE_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_model.default_model_dir() == tmp_path / "xdg" / "codehone" / "default-model"
+    assert default_model.fallback_model_dir() == tmp_path / "xdg" / "codehone" / "default-model"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
-    assert default_model.default_model_dir() == (
+    assert default_model.fallback_model_dir() == (
         tmp_path / "user" / ".cache" / "codehone" / "default-model"
     )
 
@@ -490,7 +490,7 @@ def test_ensure_default_model_builds_once_and_atomically(
 
     import codehone_training.pretrain as pretrain_module
 
-    monkeypatch.setattr(default_model, "committed_model_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: tmp_path / "none")
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
     target = tmp_path / "home" / "default-model"
     assert default_model.find_default_model() is None
@@ -526,7 +526,7 @@ def test_a_committed_model_wins_only_if_it_validates(
     import shutil
 
     committed = tmp_path / "repo" / "models" / "default"
-    monkeypatch.setattr(default_model, "committed_model_dir", lambda: committed)
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: committed)
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
     committed.mkdir(parents=True)
     assert default_model.find_default_model() is None  # no manifest: not a model

@@ -32,7 +32,7 @@ from codehone.core.model_dir import ModelDir, load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer
 from codehone.lsp.config import ServerOptions, server_options_from
-from codehone.lsp.models.registry import DEFAULT, LoadRequest, ModelRegistry, fingerprint
+from codehone.lsp.models.registry import GLOBAL, LoadRequest, ModelRegistry, fingerprint
 from codehone.lsp.models.service import ModelService
 from codehone.lsp.neighbors import Recency, comment_prefix, display_path, pick_neighbors
 
@@ -337,13 +337,13 @@ async def test_a_swap_releases_the_old_model(tiny_model: Any) -> None:
     registry = ModelRegistry(old, "cpu")
     engine_ref = weakref.ref(old.engine)
     reporter = QuietReporter()
-    loading = asyncio.ensure_future(registry.load(DEFAULT, request_for(llama), reporter))
+    loading = asyncio.ensure_future(registry.load(GLOBAL, request_for(llama), reporter))
     await asyncio.sleep(0)  # now loading on the loader thread: the old model keeps serving
-    assert registry.default.pending == 1 and registry.default.service is old
+    assert registry.global_slot.pending == 1 and registry.global_slot.service is old
     assert (await old.complete("k", at_end("x = "), NO_FIM)).prompt_tokens > 0
     assert await loading
     assert reporter.events[0] == "begin" and reporter.events[-1] == "end loaded"
-    new = registry.default.service
+    new = registry.global_slot.service
     assert new is not None and new.model_dir.root == llama.resolve()
     assert old.closed and registry.retired == 1
     old._executor.shutdown(wait=True)  # its last job (the release) has run
@@ -359,16 +359,16 @@ async def test_a_failed_load_keeps_the_model_and_a_stale_one_is_dropped(tiny_mod
     gpt2, llama, qwen2 = tiny_model("gpt2"), tiny_model("llama"), tiny_model("qwen2")
     registry = ModelRegistry(ModelService.load(load_model_dir(gpt2), "cpu"), "cpu")
     reporter = QuietReporter()
-    assert not await registry.load(DEFAULT, request_for(gpt2.parent / "missing"), reporter)
+    assert not await registry.load(GLOBAL, request_for(gpt2.parent / "missing"), reporter)
     assert reporter.events[-2:] == ["end failed:", "warn"]
-    assert registry.default.service is not None
-    assert registry.default.service.model_dir.root == gpt2.resolve()
-    assert registry.default.error is not None and registry.default.state == "loaded"
+    assert registry.global_slot.service is not None
+    assert registry.global_slot.service.model_dir.root == gpt2.resolve()
+    assert registry.global_slot.error is not None and registry.global_slot.state == "loaded"
     # two loads in a row: the first finishes after the second was asked for, and is dropped
-    first = asyncio.ensure_future(registry.load(DEFAULT, request_for(llama), QuietReporter()))
+    first = asyncio.ensure_future(registry.load(GLOBAL, request_for(llama), QuietReporter()))
     await asyncio.sleep(0)
-    second = asyncio.ensure_future(registry.load(DEFAULT, request_for(qwen2), QuietReporter()))
+    second = asyncio.ensure_future(registry.load(GLOBAL, request_for(qwen2), QuietReporter()))
     assert await asyncio.gather(first, second) == [False, True]
-    assert registry.default.service.model_dir.root == qwen2.resolve()
+    assert registry.global_slot.service.model_dir.root == qwen2.resolve()
     assert len(registry.services()) == 1
     registry.close()

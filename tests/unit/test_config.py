@@ -1,4 +1,8 @@
-"""completion_options_from: typed options with defaults; a bad value warns once, falls back."""
+"""The completion options as the server reads them (``server_options_from``, on every
+initializationOptions, pulled workspace/configuration and pushed didChangeConfiguration):
+typed, with defaults; a bad value warns once and falls back. The options' other fields
+(``enable``, ``model``, sampling) are in test_completion_extras.py; that the options reach a
+completion over the wire, in tests/lsp/test_configuration.py."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 import pytest
 
 from codehone.core.completion import CompletionOptions
-from codehone.lsp.config import completion_options_from
+from codehone.lsp.config import ServerOptions, server_options_from
 
 DEFAULTS = CompletionOptions()
 LOGGER = "codehone.config"
@@ -22,13 +26,19 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+def read_completion(raw: Any, base: CompletionOptions | None = None) -> CompletionOptions:
+    """The completion options the server reads from one settings object, on top of ``base``
+    (the initialization options' ones, for pulled and pushed settings)."""
+    return server_options_from(raw, ServerOptions(completion=base or DEFAULTS))[0].completion
+
+
 @pytest.fixture(autouse=True)
 def _capture_config_warnings(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
 
 
 def test_none_gives_defaults(caplog: pytest.LogCaptureFixture) -> None:
-    assert completion_options_from(None) == DEFAULTS
+    assert read_completion(None) == DEFAULTS
     assert warnings_of(caplog) == []
 
 
@@ -40,8 +50,8 @@ def test_defaults_are_sane() -> None:
 
 
 def test_empty_object_gives_defaults(caplog: pytest.LogCaptureFixture) -> None:
-    assert completion_options_from({}) == DEFAULTS
-    assert completion_options_from({"completion": {}}) == DEFAULTS
+    assert read_completion({}) == DEFAULTS
+    assert read_completion({"completion": {}}) == DEFAULTS
     assert warnings_of(caplog) == []
 
 
@@ -52,31 +62,31 @@ EXPECTED = CompletionOptions(
 
 
 def test_flat_options(caplog: pytest.LogCaptureFixture) -> None:
-    assert completion_options_from(dict(GOOD)) == EXPECTED
+    assert read_completion(dict(GOOD)) == EXPECTED
     assert warnings_of(caplog) == []
 
 
 def test_nested_completion_options(caplog: pytest.LogCaptureFixture) -> None:
     raw = {"completion": dict(GOOD), "max_new_tokens": 99, "somethingElse": True}
-    assert completion_options_from(raw) == EXPECTED  # the nested object wins wholesale
+    assert read_completion(raw) == EXPECTED  # the nested object wins wholesale
     assert warnings_of(caplog) == []
 
 
 def test_camel_case_keys(caplog: pytest.LogCaptureFixture) -> None:
     raw = {"maxNewTokens": 7, "maxPromptTokens": 300, "timeBudgetMs": 250, "multiline": "never"}
-    assert completion_options_from(raw) == EXPECTED
-    assert completion_options_from({"completion": raw}) == EXPECTED
+    assert read_completion(raw) == EXPECTED
+    assert read_completion({"completion": raw}) == EXPECTED
     assert warnings_of(caplog) == []
 
 
 def test_partial_options_keep_the_other_defaults() -> None:
-    options = completion_options_from({"timeBudgetMs": 400})
+    options = read_completion({"timeBudgetMs": 400})
     assert options == CompletionOptions(time_budget_ms=400)
 
 
 @pytest.mark.parametrize("multiline", ["auto", "always", "never"])
 def test_each_multiline_literal(multiline: str) -> None:
-    assert completion_options_from({"multiline": multiline}).multiline == multiline
+    assert read_completion({"multiline": multiline}).multiline == multiline
 
 
 @pytest.mark.parametrize(
@@ -91,13 +101,14 @@ def test_each_multiline_literal(multiline: str) -> None:
     ],
 )
 def test_range_limits_are_inclusive(key: str, value: int, caplog: pytest.LogCaptureFixture) -> None:
-    assert getattr(completion_options_from({key: value}), key) == value
+    assert getattr(read_completion({key: value}), key) == value
     assert warnings_of(caplog) == []
 
 
-def test_unknown_keys_are_ignored_silently(caplog: pytest.LogCaptureFixture) -> None:
-    raw = {"model": "/x", "logLevel": "debug", "temperature": 0.2, "maxNewTokens": 9}
-    assert completion_options_from(raw) == CompletionOptions(max_new_tokens=9)
+def test_other_keys_leave_the_completion_options_alone(caplog: pytest.LogCaptureFixture) -> None:
+    # the server's own (model, sampling) and other tools' (unknown: ignored silently)
+    raw = {"model": "/x", "temperature": 0.2, "logLevel": "debug", "maxNewTokens": 9}
+    assert read_completion(raw) == CompletionOptions(max_new_tokens=9)
     assert warnings_of(caplog) == []
 
 
@@ -136,7 +147,7 @@ def test_unknown_keys_are_ignored_silently(caplog: pytest.LogCaptureFixture) -> 
 def test_invalid_value_falls_back_with_one_warning(
     key: str, value: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options = completion_options_from({key: value})
+    options = read_completion({key: value})
     assert options == DEFAULTS
     messages = warnings_of(caplog)
     assert len(messages) == 1
@@ -145,7 +156,7 @@ def test_invalid_value_falls_back_with_one_warning(
 
 
 def test_bool_for_multiline_is_a_bad_literal(caplog: pytest.LogCaptureFixture) -> None:
-    assert completion_options_from({"multiline": True}) == DEFAULTS
+    assert read_completion({"multiline": True}) == DEFAULTS
     assert len(warnings_of(caplog)) == 1
 
 
@@ -161,7 +172,7 @@ def test_each_bad_field_warns_once_and_good_fields_still_apply(
             "unknown": "ignored",
         }
     }
-    options = completion_options_from(raw)
+    options = read_completion(raw)
     assert options == CompletionOptions(time_budget_ms=300)
     messages = warnings_of(caplog)
     assert len(messages) == 3
@@ -172,7 +183,7 @@ def test_each_bad_field_warns_once_and_good_fields_still_apply(
 
 
 def test_warning_names_the_fallback_value(caplog: pytest.LogCaptureFixture) -> None:
-    completion_options_from({"max_new_tokens": 0})
+    read_completion({"max_new_tokens": 0})
     (message,) = warnings_of(caplog)
     assert "between 1 and 512" in message
     assert repr(DEFAULTS.max_new_tokens) in message
@@ -182,11 +193,11 @@ def test_invalid_value_falls_back_to_the_base_not_the_default(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = CompletionOptions(max_new_tokens=20, multiline="always")
-    options = completion_options_from({"max_new_tokens": -1, "multiline": "x"}, base)
+    options = read_completion({"max_new_tokens": -1, "multiline": "x"}, base)
     assert options == base
     assert len(warnings_of(caplog)) == 2
-    assert completion_options_from(None, base) is base
-    assert completion_options_from({"timeBudgetMs": 100}, base) == CompletionOptions(
+    assert read_completion(None, base) == base
+    assert read_completion({"timeBudgetMs": 100}, base) == CompletionOptions(
         max_new_tokens=20, multiline="always", time_budget_ms=100
     )
 
@@ -195,7 +206,7 @@ def test_invalid_value_falls_back_to_the_base_not_the_default(
 def test_non_object_input_gives_defaults_and_one_warning(
     raw: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert completion_options_from(raw) == DEFAULTS
+    assert read_completion(raw) == DEFAULTS
     messages = warnings_of(caplog)
     assert len(messages) == 1
     assert "expected an object" in messages[0]
@@ -204,10 +215,10 @@ def test_non_object_input_gives_defaults_and_one_warning(
 
 def test_input_is_not_mutated() -> None:
     raw = {"completion": {"maxNewTokens": 5, "multiline": "bogus"}}
-    completion_options_from(raw)
+    read_completion(raw)
     assert raw == {"completion": {"maxNewTokens": 5, "multiline": "bogus"}}
 
 
 def test_fractional_number_for_an_int_warns(caplog: pytest.LogCaptureFixture) -> None:
-    assert completion_options_from({"maxNewTokens": 12.5}) == DEFAULTS
+    assert read_completion({"maxNewTokens": 12.5}) == DEFAULTS
     assert len(warnings_of(caplog)) == 1

@@ -19,7 +19,7 @@ from codehone.core.model_dir import MANIFEST_NAME, load_model_dir
 from codehone_training import fallback_model
 from codehone_training.data.corpus import HELDOUT_PACKAGES, TRAIN_PACKAGES
 
-SHIPPED = default_model.committed_model_dir()
+SHIPPED = default_model.shipped_model_dir()
 MAX_SHIPPED_BYTES = 16 * 1024 * 1024
 
 
@@ -110,7 +110,7 @@ def test_find_and_ensure_use_the_shipped_model(
     assert not (tmp_path / "home").exists()  # no cache, no build
 
 
-def test_a_shipped_model_wins_over_a_cached_one(
+def test_a_shipped_model_wins_over_a_built_fallback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     import codehone_training.pretrain as pretrain_module
@@ -118,7 +118,7 @@ def test_a_shipped_model_wins_over_a_cached_one(
     shipped = tmp_path / "repo" / "models" / "default"
     shutil.copytree(tiny_model_dir, shipped)
     shutil.copytree(tiny_model_dir, tmp_path / "home" / "default-model")
-    monkeypatch.setattr(default_model, "committed_model_dir", lambda: shipped)
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: shipped)
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(pretrain_module, "pretrain", _no_build)
     assert default_model.find_default_model() == shipped
@@ -131,7 +131,7 @@ def test_without_a_shipped_model_the_first_run_builds_the_fallback(
     import codehone_training.pretrain as pretrain_module
     from codehone_training.pretrain import PretrainConfig
 
-    monkeypatch.setattr(default_model, "committed_model_dir", lambda: tmp_path / "absent")
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: tmp_path / "absent")
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
     builds: list[PretrainConfig] = []
 
@@ -161,7 +161,7 @@ def test_a_broken_shipped_model_falls_back_to_the_build(
     shipped = tmp_path / "repo" / "models" / "default"
     shutil.copytree(tiny_model_dir, shipped)
     (shipped / "model.onnx").write_text("version https://git-lfs.github.com/spec/v1\n")
-    monkeypatch.setattr(default_model, "committed_model_dir", lambda: shipped)
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: shipped)
     monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
 
     def failing_build(config: object) -> None:

@@ -1,7 +1,9 @@
-"""The fine-tuning subcommands of ``codehone``: prepare, finetune, search, eval, tune.
+"""The fine-tuning loop's subcommands of ``codehone``: prepare, finetune, search, eval, tune.
 
 Only argparse here: the heavy modules are imported inside each command, so ``codehone --help``
-stays instant. Progress and logs go to stderr; results (summaries, JSON) to stdout.
+stays instant. Registered by ``codehone.cli`` through the same ``add(name, help)`` as every
+part; options several subcommands share come from ``codehone.core.command_line``. Progress and
+logs go to stderr; results (summaries, JSON) to stdout.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-AddCommand = Callable[[str, str], argparse.ArgumentParser]
+from codehone.core.command_line import Commands, add_shared
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -30,20 +31,8 @@ def _print_json(result: object, out: str | None) -> None:
         sys.stdout.write(text)
 
 
-def _base_or_default(base: str | None, need_checkpoint: bool) -> Path | None:
-    if base:
-        return Path(base)
-    from codehone.core.default_model import find_default_model
-
-    found = find_default_model()
-    if found is None and need_checkpoint:
-        from codehone.core.errors import CodehoneError
-
-        raise CodehoneError("no --base given and no default model built yet")
-    return found
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from codehone.core.default_model import model_or_default
     from codehone_training.base_model import resolve_model
     from codehone_training.data.prepare import PrepareConfig, format_summary, prepare
 
@@ -62,7 +51,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     if args.languages:
         config.languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())
-    base = _base_or_default(args.base, need_checkpoint=False)
+    base = model_or_default(args.base, "--base", required=False)
     model = resolve_model(base) if base is not None else None
     summary = prepare(config, model)
     print(format_summary(summary, Path(args.out)))
@@ -70,10 +59,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _finetune_config(args: argparse.Namespace) -> object:
+    from codehone.core.default_model import model_or_default
     from codehone_training.finetune import FinetuneConfig
 
     return FinetuneConfig(
-        base=Path(args.base),
+        base=model_or_default(args.base, "--base"),
         data_dir=Path(args.data),
         out_dir=Path(args.out),
         method=args.method,
@@ -141,11 +131,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from codehone.core.default_model import model_or_default
     from codehone_training.search import SearchConfig, search
 
     _setup_logging(args)
     config = SearchConfig(
-        base=Path(args.base),
+        base=model_or_default(args.base, "--base"),
         data_dir=Path(args.data),
         out_dir=Path(args.out),
         trials=args.trials,
@@ -160,12 +151,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from codehone.core.default_model import model_or_default
     from codehone_training.tune import TuneConfig, tune
 
     _setup_logging(args)
     config = TuneConfig(
         project_dir=Path(args.project_dir),
-        base=Path(args.base) if args.base else None,
+        base=model_or_default(args.base, "--base"),
         work_dir=Path(args.work_dir) if args.work_dir else None,
         method=args.method,
         minutes=args.minutes,
@@ -182,13 +174,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_training_commands(add: AddCommand) -> None:
-    """Register the subcommands on the ``codehone`` parser (``add(name, help)``)."""
+def add_training_commands(add: Commands) -> None:
+    """Register prepare, finetune, search, eval and tune."""
     p = add("prepare", "collect, filter, deduplicate, split and pack a project for fine-tuning")
     p.add_argument("project_dir")
     p.add_argument("--out", required=True, help="data set directory to write")
     p.add_argument("--languages", help="comma-separated (default: every known language)")
-    p.add_argument("--base", help="model whose tokenizer packs the data (default: default model)")
+    add_shared(
+        p, "--base", note="its tokenizer packs the data (no model at all: split, not packed)"
+    )
     p.add_argument("--fim-rate", type=float, default=0.8, help="share of FIM samples")
     p.add_argument("--spm-rate", type=float, default=0.2, help="share of FIM samples in SPM")
     p.add_argument(
@@ -203,29 +197,33 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--max-file-bytes", type=int, default=500_000)
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=1234)
+    add_shared(
+        p,
+        "--seed",
+        default=1234,
+        note="the split",
+        why="PrepareConfig's: the split data sets prepared so far have (tune prepares with its "
+        "own --seed)",
+    )
     p.set_defaults(func=cmd_prepare)
 
-    def finetune_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--method", choices=["full", "freeze", "lora"], default="lora")
-        p.add_argument("--lr", type=float, default=None, help="default depends on --method")
-        p.add_argument("--epochs", type=float, default=3.0)
-        p.add_argument("--seed", type=int, default=0)
-
     p = add("finetune", "fine-tune a checkpoint on a prepared data set")
-    p.add_argument("--base", required=True, help="checkpoint (or model directory with one)")
+    add_shared(p, "--base")
     p.add_argument("--data", required=True, help="data set directory (codehone prepare)")
     p.add_argument("--out", required=True, help="run directory")
-    finetune_options(p)
+    add_shared(p, "--method")
+    add_shared(p, "--lr")
+    add_shared(p, "--epochs")
+    add_shared(p, "--seed")
     p.add_argument("--trainable-layers", type=int, default=2, help="freeze: top N layers train")
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=None, help="default: 2 x rank")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
-    p.add_argument("--batch-size", type=int, default=8, help="per device")
+    add_shared(p, "--max-steps")
+    add_shared(p, "--minutes")
+    add_shared(p, "--batch-size")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--eval-steps", type=int, default=50)
-    p.add_argument("--patience", type=int, default=4, help="early stopping (0: off)")
+    add_shared(p, "--patience")
     p.add_argument(
         "--keep",
         choices=["best", "last"],
@@ -236,25 +234,25 @@ def add_training_commands(add: AddCommand) -> None:
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--no-resume", action="store_true", help="start over, ignoring checkpoints")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_shared(p, "--threads")
     p.set_defaults(func=cmd_finetune)
 
     p = add("search", "hyperparameter search (Optuna TPE) over short fine-tuning trials")
-    p.add_argument("--base", required=True)
+    add_shared(p, "--base")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="search directory (trials, best.json)")
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--trial-steps", type=int, default=60, help="most steps per trial")
     p.add_argument("--methods", default="lora,full,freeze")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    add_shared(p, "--batch-size")
+    add_shared(p, "--seed")
     p.set_defaults(func=cmd_search)
 
     p = add("eval", "evaluate a model on a data set's test files (JSON)")
     p.add_argument("model", help="model directory or checkpoint")
     p.add_argument("--data", required=True)
     p.add_argument("--compare", metavar="BASE", help="also evaluate BASE; print side by side")
-    p.add_argument("--line-samples", type=int, default=500)
+    add_shared(p, "--line-samples")
     p.add_argument("--docstring-samples", type=int, default=50, help="0: skip")
     p.add_argument("--humaneval", action="store_true", help="also HumanEval pass@1")
     p.add_argument("--humaneval-limit", type=int, default=None)
@@ -267,32 +265,38 @@ def add_training_commands(add: AddCommand) -> None:
         action="store_true",
         help="leave the prompt's last token as the tokenizer split it (no token healing)",
     )
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    add_shared(p, "--device")
+    add_shared(p, "--seed")
     p.add_argument("--out", help="write the JSON here instead of stdout")
     p.set_defaults(func=cmd_eval)
 
     p = add("tune", "prepare -> finetune -> export -> eval; point .codehone.toml at a winner")
     p.add_argument("project_dir")
-    p.add_argument("--base", help="checkpoint or model directory (default: the default model)")
+    add_shared(p, "--base")
     p.add_argument("--work-dir", help="default: PROJECT_DIR/.codehone")
-    p.add_argument("--method", choices=["full", "freeze", "lora"], default="full")
-    p.add_argument("--minutes", type=float, default=10.0, help="fine-tuning budget")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument(
+    add_shared(p, "--method")
+    measured = "measured on optuna's source (README, TuneConfig)"
+    add_shared(p, "--minutes", default=10.0, why=f"the budget {measured}")
+    add_shared(p, "--lr")
+    add_shared(
+        p,
         "--epochs",
-        type=float,
         default=15.0,
-        help="epochs the schedule is planned over (fewer if --minutes runs out first)",
+        why=f"line exact match kept rising up to 15 epochs, {measured}",
     )
-    p.add_argument(
+    add_shared(
+        p,
         "--patience",
-        type=int,
         default=0,
-        help="stop after this many validations without a better loss (0: run the schedule)",
+        why=f"line exact match kept rising after the validation loss bottomed out, {measured}",
     )
-    p.add_argument("--line-samples", type=int, default=1000)
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_shared(
+        p,
+        "--line-samples",
+        default=1000,
+        why="these lines decide whether the tuned model replaces the base: more, a surer call",
+    )
+    add_shared(p, "--device")
+    add_shared(p, "--seed")
+    add_shared(p, "--threads")
     p.set_defaults(func=cmd_tune)

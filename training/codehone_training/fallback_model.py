@@ -2,7 +2,7 @@
 
 Where there is no shipped model (an installation without the repository's ``models/``, or a
 shipped model that does not validate), the fallback is a model in a per-user cache directory
-(``codehone.core.default_model.default_model_dir``), built once the first time it is needed: a
+(``codehone.core.default_model.fallback_model_dir``), built once the first time it is needed: a
 smaller GPT-2 trained for a few minutes on this machine's standard library. The build happens
 in a temporary directory beside the cache and is renamed into place only when complete, under
 a file lock, so an interrupted build or two servers starting at once never leave a
@@ -68,7 +68,7 @@ def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "
     found = default_model.find_default_model()
     if found is not None:
         return found
-    target = default_model.default_model_dir()
+    target = default_model.fallback_model_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(target.parent / f".{target.name}.lock"):
         if default_model.valid_model_dir(target):  # another process built it while we waited

@@ -1,10 +1,16 @@
-"""An editor's LSP session with a real ``codehone serve`` process, where every wait has a limit.
+"""The one LSP client: an editor's session with a real ``codehone serve`` process, where every
+wait has a limit.
 
-``codehone check`` and ``codehone.check.pytest_plugin`` drive the server through this: start it over stdio,
-``initialize`` with the capabilities a real editor sends (VS Code's, inline completion
-included), open documents, ask for completion or inline completion, and shut it down. A server
-that exits, or does not answer in time, raises ``ServerFailure`` (one line, with the last line
-the server wrote to stderr); ``close`` always leaves the process dead, killing it if it must.
+Everything that talks to the server as an editor would goes through ``EditorSession``:
+``codehone check`` and its pytest plugin, ``codehone demo``, ``codehone bench lsp`` and the
+end-to-end tests. It starts the server over stdio (or wraps a client already started, such as
+pytest-lsp's), ``initialize``s with the capabilities a real editor sends (VS Code's, inline
+completion included, unless told otherwise), keeps the open documents' text and versions,
+edits them with incremental ``didChange``, asks for completion or inline completion (waiting
+for the answer, or sending it off to be cancelled later, as editors do while the user types),
+reads ``codehone/status`` and shuts the server down. A server that exits, or does not answer in
+time, raises ``ServerFailure`` (one line, with the last line the server wrote to stderr);
+``close`` always leaves the process dead, killing it if it must.
 """
 
 from __future__ import annotations
@@ -15,105 +21,43 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from codehone import __version__
+from codehone.check.capabilities import editor_capabilities
+from codehone.check.run import DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT
 from codehone.core.errors import CodehoneError
 from codehone.core.text_positions import position_at
 
 log = logging.getLogger("codehone.check")
 T = TypeVar("T")
-
-# What VS Code (1.9x, vscode-languageclient 9) declares, trimmed to what matters to a
-# completion server: UTF-16 positions, incremental sync, snippet-capable completion items,
-# inline completion (LSP 3.18), workspace folders and configuration.
-EDITOR_CAPABILITIES: dict[str, Any] = {
-    "general": {
-        "positionEncodings": ["utf-16"],
-        "staleRequestSupport": {
-            "cancel": True,
-            "retryOnContentModified": [
-                "textDocument/semanticTokens/full",
-                "textDocument/semanticTokens/range",
-                "textDocument/semanticTokens/full/delta",
-            ],
-        },
-        "regularExpressions": {"engine": "ECMAScript", "version": "ES2020"},
-        "markdown": {"parser": "marked", "version": "1.1.0"},
-    },
-    "window": {
-        "workDoneProgress": True,
-        "showMessage": {"messageActionItem": {"additionalPropertiesSupport": True}},
-        "showDocument": {"support": True},
-    },
-    "workspace": {
-        "applyEdit": True,
-        "workspaceEdit": {"documentChanges": True},
-        "didChangeConfiguration": {"dynamicRegistration": True},
-        "executeCommand": {"dynamicRegistration": True},
-        "workspaceFolders": True,
-        "configuration": True,
-        "didChangeWatchedFiles": {"dynamicRegistration": True, "relativePatternSupport": True},
-    },
-    "textDocument": {
-        "synchronization": {
-            "dynamicRegistration": True,
-            "willSave": True,
-            "willSaveWaitUntil": True,
-            "didSave": True,
-        },
-        "completion": {
-            "dynamicRegistration": True,
-            "contextSupport": True,
-            "completionItem": {
-                "snippetSupport": True,
-                "commitCharactersSupport": True,
-                "documentationFormat": ["markdown", "plaintext"],
-                "deprecatedSupport": True,
-                "preselectSupport": True,
-                "tagSupport": {"valueSet": [1]},
-                "insertReplaceSupport": True,
-                "resolveSupport": {
-                    "properties": ["documentation", "detail", "additionalTextEdits"]
-                },
-                "insertTextModeSupport": {"valueSet": [1, 2]},
-                "labelDetailsSupport": True,
-            },
-            "insertTextMode": 2,
-            "completionItemKind": {"valueSet": list(range(1, 26))},
-            "completionList": {
-                "itemDefaults": [
-                    "commitCharacters",
-                    "editRange",
-                    "insertTextFormat",
-                    "insertTextMode",
-                    "data",
-                ]
-            },
-        },
-        "inlineCompletion": {"dynamicRegistration": True},
-    },
-}
-
-
-def editor_capabilities() -> types.ClientCapabilities:
-    from lsprotocol.converters import get_converter
-
-    return get_converter().structure(EDITOR_CAPABILITIES, types.ClientCapabilities)
+Kind = Literal["completion", "inline"]
 
 
 def serve_command(
-    model: Path, device: str = "auto", base: Sequence[str] | None = None
+    model: Path | None = None,
+    device: str = "auto",
+    extra: Sequence[str] = (),
+    prefix: Sequence[str] | None = None,
 ) -> list[str]:
-    """The command an editor runs: ``python -m codehone serve --model DIR --device D``."""
-    prefix = list(base) if base else [sys.executable, "-m", "codehone", "serve"]
-    return [*prefix, "--model", str(model), "--device", device]
+    """The command an editor runs: ``python -m codehone serve [--model DIR] --device D`` and
+    ``extra``; ``prefix`` replaces ``python -m codehone serve`` (a wrapper script, a container)."""
+    command = list(prefix) if prefix else [sys.executable, "-m", "codehone", "serve"]
+    if model is not None:
+        command += ["--model", str(model)]
+    return [*command, "--device", device, *extra]
+
+
+def document_uri(document: str | Path) -> str:
+    """A document's URI: a string is one already; a path is resolved and made into one."""
+    return document if isinstance(document, str) else Path(document).resolve().as_uri()
 
 
 class ServerFailure(CodehoneError):
@@ -121,13 +65,30 @@ class ServerFailure(CodehoneError):
 
 
 @dataclass(frozen=True)
-class Answer:
-    """A completion request's outcome: the text that came back (None: nothing), or the error
-    the server answered with, and the request's round-trip latency."""
+class CompletionReply:
+    """The server's reply to one completion request: the text it offered first (None:
+    nothing), or the error it answered with, and the request's round-trip latency."""
 
     text: str | None
     latency_ms: float
     error: str | None = None
+
+
+@dataclass
+class PendingRequest:
+    """A completion request sent and not yet awaited (``EditorSession.send``)."""
+
+    msg_id: str
+    method: str
+    sent: float  # time.perf_counter() when it was sent
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class OpenDocument:
+    text: str
+    language_id: str
+    version: int
 
 
 def completion_text(result: Any) -> str | None:
@@ -162,15 +123,21 @@ def plain_data(value: Any) -> Any:
 
 
 class EditorSession:
-    """One server process and the client talking to it, as an editor would."""
+    """One server process and the client talking to it, as an editor would.
+
+    ``client`` is the pygls client (a pytest-lsp one in tests: its records of messages,
+    progress and configuration are there for anything this class does not cover).
+    """
 
     def __init__(self, client: LanguageClient, drain_stderr: bool = True, echo: bool = False):
         self.client = client
+        self.name = "codehone check"
         self.started = time.perf_counter()
         self.initialize_result: types.InitializeResult | None = None
         self.position_encoding = "utf-16"
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._versions: dict[str, int] = {}
+        self.registrations: list[types.Registration] = []  # client/registerCapability asks
+        self._documents: dict[str, OpenDocument] = {}
         self._exit_task: asyncio.Task[int] | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         process = self.process
@@ -182,16 +149,23 @@ class EditorSession:
 
     @classmethod
     async def start(
-        cls, command: Sequence[str], env: dict[str, str] | None = None, echo: bool = False
+        cls,
+        command: Sequence[str],
+        env: dict[str, str] | None = None,
+        echo: bool = False,
+        name: str = "codehone check",
     ) -> EditorSession:
-        """Start ``command`` (the server) on stdio with a plain pygls client."""
-        client = LanguageClient("codehone-check", __version__)
+        """Start ``command`` (the server) on stdio with a plain pygls client; ``name`` is the
+        client's name in ``initialize``."""
+        client = LanguageClient(name.replace(" ", "-"), __version__)
         log.info("starting %s", " ".join(command))
         try:
             await client.start_io(*command, env=env)
         except OSError as exc:
             raise ServerFailure(f"cannot start the server {command[0]!r}: {exc}") from None
-        return cls(client, drain_stderr=True, echo=echo)
+        session = cls(client, drain_stderr=True, echo=echo)
+        session.name = name
+        return session
 
     @property
     def process(self) -> asyncio.subprocess.Process | None:
@@ -212,7 +186,8 @@ class EditorSession:
                 sys.stderr.write(f"[server] {decoded}\n")
 
     def _register_client_features(self) -> None:
-        """Answer what a server may ask of an editor, so a request of its never goes unanswered."""
+        """Answer what a server may ask of an editor, so a request of its never goes
+        unanswered (a pytest-lsp client answers most of these itself, and records them)."""
         features = self.client.protocol.fm.features
 
         def add(method: str, handler: Any) -> None:
@@ -221,6 +196,9 @@ class EditorSession:
 
         def configuration(params: types.ConfigurationParams) -> list[None]:
             return [None for _ in params.items]
+
+        def register_capability(params: types.RegistrationParams) -> None:
+            self.registrations.extend(params.registrations)
 
         def nothing(params: Any) -> None:
             return None
@@ -233,12 +211,12 @@ class EditorSession:
 
         add(types.WORKSPACE_CONFIGURATION, configuration)
         add(types.WINDOW_WORK_DONE_PROGRESS_CREATE, nothing)
-        add(types.CLIENT_REGISTER_CAPABILITY, nothing)
+        add(types.CLIENT_REGISTER_CAPABILITY, register_capability)
         add(types.CLIENT_UNREGISTER_CAPABILITY, nothing)
         add(types.WINDOW_SHOW_MESSAGE, show_message)
         add(types.WINDOW_LOG_MESSAGE, log_message)
 
-    # ---------------------------------------------------------------------------------------
+    # -- waiting -------------------------------------------------------------------------------
 
     def last_words(self) -> str:
         """The last meaningful line the server wrote to stderr (its error, usually)."""
@@ -270,7 +248,8 @@ class EditorSession:
         return ServerFailure(f"the server exited (code {code}) during {what}{detail}")
 
     async def wait(self, what: str, awaitable: Awaitable[T], timeout: float) -> T:
-        """Await a server answer, racing the process's exit and a deadline."""
+        """Await a server answer (or anything else), racing the process's exit and a
+        deadline; an error answer is raised as it came."""
         if self._exit_task is not None and self._exit_task.done():
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()
@@ -294,23 +273,27 @@ class EditorSession:
             raise await self._failure(what)
         raise ServerFailure(f"the server did not answer {what} within {timeout:g} s")
 
+    # -- the session ---------------------------------------------------------------------------
+
     async def initialize(
         self,
-        root: Path | None,
-        timeout: float,
+        folders: Sequence[Path] = (),
+        timeout: float = DEFAULT_START_TIMEOUT,
         capabilities: types.ClientCapabilities | None = None,
         initialization_options: Any = None,
     ) -> types.InitializeResult:
-        """``initialize`` (with ``root`` as the workspace folder, when given) + ``initialized``."""
-        folders = None
-        if root is not None:
-            folders = [types.WorkspaceFolder(uri=root.resolve().as_uri(), name=root.resolve().name)]
+        """``initialize`` (``folders`` as the workspace folders) + ``initialized``, with VS
+        Code's capabilities unless ``capabilities`` are given."""
+        workspace = [
+            types.WorkspaceFolder(uri=folder.absolute().as_uri(), name=folder.name)
+            for folder in folders
+        ]
         params = types.InitializeParams(
             process_id=os.getpid(),
-            client_info=types.ClientInfo(name="codehone check", version=__version__),
+            client_info=types.ClientInfo(name=self.name, version=__version__),
             locale="en",
-            root_uri=folders[0].uri if folders else None,
-            workspace_folders=folders,
+            root_uri=workspace[0].uri if workspace else None,
+            workspace_folders=workspace or None,
             capabilities=capabilities or editor_capabilities(),
             initialization_options=initialization_options,
         )
@@ -328,65 +311,128 @@ class EditorSession:
         self.client.initialized(types.InitializedParams())
         return result
 
-    def open(self, path: Path, text: str, language_id: str) -> str:
-        """``didOpen`` a document (replacing a previous open of the same path); its URI."""
-        uri = Path(path).resolve().as_uri()
-        if uri in self._versions:
+    # -- documents -----------------------------------------------------------------------------
+
+    def open(self, document: str | Path, text: str, language_id: str = "python") -> str:
+        """``didOpen`` a document (a URI, or a path; replacing an earlier open of it); its URI."""
+        uri = document_uri(document)
+        if uri in self._documents:
             self.close_document(uri)
-        version = self._versions[uri] = 1
+        self._documents[uri] = OpenDocument(text, language_id, 1)
         self.client.text_document_did_open(
             types.DidOpenTextDocumentParams(
-                types.TextDocumentItem(uri=uri, language_id=language_id, version=version, text=text)
+                types.TextDocumentItem(uri=uri, language_id=language_id, version=1, text=text)
             )
         )
         return uri
 
+    def text(self, uri: str) -> str:
+        """An open document's text, as the server has it."""
+        return self._documents[uri].text
+
+    def position(self, uri: str, offset: int) -> types.Position:
+        """The LSP position of ``offset`` in an open document (the negotiated encoding)."""
+        line, character = position_at(self.text(uri), offset, self.position_encoding)
+        return types.Position(line=line, character=character)
+
+    def change(self, uri: str, text: str, span: tuple[int, int] | None = None) -> None:
+        """``didChange``: ``text`` replaces the characters ``span`` (start, end offsets) with
+        an incremental change, or, without a span, the whole document."""
+        document = self._documents[uri]
+        document.version += 1
+        if span is None:
+            change: types.TextDocumentContentChangeEvent = (
+                types.TextDocumentContentChangeWholeDocument(text=text)
+            )
+            document.text = text
+        else:
+            start, end = span
+            edit = types.Range(start=self.position(uri, start), end=self.position(uri, end))
+            change = types.TextDocumentContentChangePartial(range=edit, text=text)
+            document.text = document.text[:start] + text + document.text[end:]
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(
+                    uri=uri, version=document.version
+                ),
+                content_changes=[change],
+            )
+        )
+
     def close_document(self, uri: str) -> None:
-        if self._versions.pop(uri, None) is not None:
+        if self._documents.pop(uri, None) is not None:
             self.client.text_document_did_close(
                 types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=uri))
             )
 
-    async def request(self, kind: str, uri: str, text: str, offset: int, timeout: float) -> Answer:
-        """Completion (``kind`` "completion") or inline completion ("inline") at ``offset``."""
-        line, character = position_at(text, offset, self.position_encoding)
-        position = types.Position(line=line, character=character)
+    # -- completion ----------------------------------------------------------------------------
+
+    def send(
+        self, kind: Kind, uri: str, position: types.Position, automatic: bool = False
+    ) -> PendingRequest:
+        """Send a completion (``kind`` "completion": the menu) or inline completion ("inline")
+        request without waiting for it. ``automatic``: asked for while the user types (a menu
+        re-asked for as its list is incomplete; inline ghost text), else invoked explicitly."""
         document = types.TextDocumentIdentifier(uri=uri)
+        params: types.CompletionParams | types.InlineCompletionParams
         if kind == "completion":
-            what = types.TEXT_DOCUMENT_COMPLETION
-            awaitable: Awaitable[Any] = self.client.text_document_completion_async(
-                types.CompletionParams(
-                    text_document=document,
-                    position=position,
-                    context=types.CompletionContext(
-                        trigger_kind=types.CompletionTriggerKind.Invoked
-                    ),
-                )
+            menu = types.CompletionTriggerKind
+            trigger = menu.TriggerForIncompleteCompletions if automatic else menu.Invoked
+            method = types.TEXT_DOCUMENT_COMPLETION
+            context = types.CompletionContext(trigger_kind=trigger)
+            params = types.CompletionParams(
+                text_document=document, position=position, context=context
             )
         else:
-            what = types.TEXT_DOCUMENT_INLINE_COMPLETION
-            awaitable = self.client.text_document_inline_completion_async(
-                types.InlineCompletionParams(
-                    text_document=document,
-                    position=position,
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                    ),
-                )
+            ghost = types.InlineCompletionTriggerKind
+            method = types.TEXT_DOCUMENT_INLINE_COMPLETION
+            inline = types.InlineCompletionContext(
+                trigger_kind=ghost.Automatic if automatic else ghost.Invoked
             )
-        started = time.perf_counter()
+            params = types.InlineCompletionParams(
+                text_document=document, position=position, context=inline
+            )
+        msg_id = str(uuid.uuid4())
+        sent = time.perf_counter()
+        future = self.client.protocol.send_request(method, params, msg_id=msg_id)
+        return PendingRequest(msg_id, method, sent, asyncio.wrap_future(future))
+
+    def cancel(self, request: PendingRequest) -> None:
+        """``$/cancelRequest`` for a request still in flight (its answer is then an error)."""
+        self.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=request.msg_id))
+
+    async def ask(
+        self,
+        kind: Kind,
+        uri: str,
+        position: types.Position,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        automatic: bool = False,
+    ) -> Any:
+        """Send a request (see ``send``) and wait for its result: a CompletionList or an
+        InlineCompletionList (an error answer is raised)."""
+        request = self.send(kind, uri, position, automatic)
+        return await self.wait(request.method, request.future, timeout)
+
+    async def request(
+        self, kind: Kind, uri: str, offset: int, timeout: float = DEFAULT_REQUEST_TIMEOUT
+    ) -> CompletionReply:
+        """An explicitly invoked completion at ``offset`` of an open document, as a reply: its
+        first text, or the error the server answered with, and its latency."""
+        request = self.send(kind, uri, self.position(uri, offset))
         try:
-            result = await self.wait(what, awaitable, timeout)
+            result = await self.wait(request.method, request.future, timeout)
         except ServerFailure:
             raise
         except Exception as exc:  # the server answered with an error
-            latency = (time.perf_counter() - started) * 1000
-            return Answer(None, latency, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-        latency = (time.perf_counter() - started) * 1000
-        text_out = completion_text(result) if kind == "completion" else inline_text(result)
-        return Answer(text_out, latency)
+            latency = (time.perf_counter() - request.sent) * 1000
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return CompletionReply(None, latency, error=error)
+        latency = (time.perf_counter() - request.sent) * 1000
+        text = completion_text(result) if kind == "completion" else inline_text(result)
+        return CompletionReply(text, latency)
 
-    async def status(self, timeout: float) -> dict[str, Any] | None:
+    async def status(self, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> dict[str, Any] | None:
         """``codehone/status`` as a plain dict (None when the server does not answer it)."""
         try:
             result = await self.wait(
@@ -400,6 +446,8 @@ class EditorSession:
             return None
         plain = plain_data(result)
         return plain if isinstance(plain, dict) else None
+
+    # -- the end -------------------------------------------------------------------------------
 
     async def close(self, timeout: float = 5.0) -> int | None:
         """Shut the server down (``shutdown`` + ``exit``); kill it if it does not go in time.

@@ -38,9 +38,10 @@ The fixtures:
 ``complete(file, ...)`` places the cursor like a case of ``.codehone/checks.toml``: ``marker``
 (removed from the text sent), ``line`` (+ ``column``, 1-based), or ``after`` (right after the
 first occurrence of a text); with ``text`` the document is that text and ``file`` only names it
-(no cursor then means the end of the text). It returns an ``Answer``: ``text`` (None when
-nothing came back), ``latency_ms`` and ``error`` (a server error's message).
-``server.client`` is the pytest-lsp ``LanguageClient`` for anything else.
+(no cursor then means the end of the text). It returns a ``CompletionReply``: ``text`` (None
+when nothing came back), ``latency_ms`` and ``error`` (a server error's message).
+``server.session`` is the ``codehone.check.client.EditorSession`` driving the server, and
+``server.client`` its pytest-lsp ``LanguageClient``, for anything else.
 
 For one server per module or session, use the factory in your own fixture::
 
@@ -68,11 +69,12 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from codehone.check.cases import make_case
-from codehone.check.client import Answer, EditorSession, serve_command
+from codehone.check.client import CompletionReply, EditorSession, serve_command
+from codehone.check.run import DEFAULT_REQUEST_TIMEOUT, DEFAULT_START_TIMEOUT, choose_model
 
 __all__ = [
-    "Answer",
     "CodehoneTestServer",
+    "CompletionReply",
     "codehone_model",
     "codehone_project",
     "codehone_server",
@@ -111,7 +113,7 @@ class CodehoneTestServer:
         after: str | None = None,
         kind: str = "inline",
         timeout: float | None = None,
-    ) -> Answer:
+    ) -> CompletionReply:
         """Open ``file`` (or ``text`` named ``file``), ask for a completion at the cursor,
         close it; ``kind`` is "inline" (ghost text) or "completion" (the menu)."""
         case = make_case(
@@ -127,7 +129,7 @@ class CodehoneTestServer:
         uri = self.session.open(case.path, case.text, case.language_id)
         try:
             return await self.session.request(
-                case.kind, uri, case.text, case.offset, timeout or self.request_timeout
+                case.kind, uri, case.offset, timeout or self.request_timeout
             )
         finally:
             self.session.close_document(uri)
@@ -135,13 +137,6 @@ class CodehoneTestServer:
     async def status(self) -> dict[str, Any] | None:
         """``codehone/status``: the loaded model, the execution provider, latency percentiles."""
         return await self.session.status(self.request_timeout)
-
-
-def _model_for(project: Path, model: Path | str | None) -> tuple[Path, bool]:
-    from codehone.check.run import resolve_model
-
-    root, _, own = resolve_model(project, Path(model) if model is not None else None)
-    return root, own
 
 
 @contextlib.asynccontextmanager
@@ -152,24 +147,24 @@ async def codehone_session(
     device: str = "auto",
     capabilities: types.ClientCapabilities | None = None,
     initialization_options: Any = None,
-    start_timeout: float = 300.0,
-    request_timeout: float = 60.0,
+    start_timeout: float = DEFAULT_START_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> AsyncIterator[CodehoneTestServer]:
     """Start ``codehone serve`` on ``project``'s model (or ``model``) under pytest-lsp,
     initialize it as an editor would, and shut it down (or kill it) on the way out."""
     project = Path(project).resolve()
-    model_dir, own = _model_for(project, model)
-    config = ClientServerConfig(server_command=serve_command(model_dir, device))
+    chosen = choose_model(project, Path(model) if model is not None else None)
+    config = ClientServerConfig(server_command=serve_command(chosen.root, device))
     client = await config.start()
     session = EditorSession(client, drain_stderr=False)  # type: ignore[arg-type]
     try:
         await session.initialize(
-            project if own else None,
+            [project] if chosen.projects_own else [],
             start_timeout,
             capabilities=capabilities,
             initialization_options=initialization_options,
         )
-        yield CodehoneTestServer(session, project, model_dir, request_timeout)
+        yield CodehoneTestServer(session, project, chosen.root, request_timeout)
     finally:
         await session.close()
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import math
+import contextlib
 import re
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from codehone.check.cases import CheckCase
+from codehone.core.errors import CodehoneError
+from codehone.core.percentiles import percentile
 
 PREVIEW_CHARS = 60
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -23,15 +26,6 @@ def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     if len(text) > limit:
         return repr(text[:limit]) + "…"
     return repr(text)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass
@@ -227,7 +221,9 @@ def junit_xml(report: CheckReport) -> bytes:
 
     checks = []
     for threshold in report.thresholds:
-        element = _testcase("codehone.check.run.thresholds", f"{threshold.name} {threshold.limit}", 0.0)
+        element = _testcase(
+            "codehone.check.run.thresholds", f"{threshold.name} {threshold.limit}", 0.0
+        )
         if not threshold.ok:
             ET.SubElement(
                 element,
@@ -271,3 +267,15 @@ def write_junit(path: Path, data: bytes) -> None:
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+@contextlib.contextmanager
+def junit_on_error(junit: Path | None) -> Iterator[None]:
+    """A check that cannot run (bad input or config, a server that cannot start) still leaves
+    a JUnit file saying why, when one was asked for; the error goes on up."""
+    try:
+        yield
+    except CodehoneError as exc:
+        if junit is not None:
+            write_junit(junit, junit_error_xml(str(exc)))
+        raise

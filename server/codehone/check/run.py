@@ -12,10 +12,8 @@ server process is always gone when it returns.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -31,15 +29,25 @@ from codehone.check.cases import (
     check_fraction,
     check_positive,
 )
-from codehone.check.report import CaseResult, CheckReport, ThresholdResult, percentile
+from codehone.check.report import (
+    CaseResult,
+    CheckReport,
+    ThresholdResult,
+    case_line,
+    junit_on_error,
+    junit_xml,
+    summary_lines,
+    write_junit,
+)
+from codehone.core.percentiles import percentile
 
 log = logging.getLogger("codehone.check")
 
 DEFAULT_SAMPLES = 100
 DEFAULT_MIN_EXACT_MATCH = 0.05
 DEFAULT_SEED = 0  # `codehone tune`'s: its data split and its evaluation's lines
-DEFAULT_REQUEST_TIMEOUT = 60.0
-DEFAULT_START_TIMEOUT = 300.0
+DEFAULT_REQUEST_TIMEOUT = 60.0  # seconds to wait for one completion
+DEFAULT_START_TIMEOUT = 300.0  # seconds to wait for the server to start (a first model load)
 NOT_RUN = "not run: the server failed"
 
 
@@ -63,14 +71,21 @@ class CheckOptions:
     echo_server: bool = False  # forward the server's stderr to ours
 
 
+@dataclass(frozen=True)
+class ChosenModel:
+    """The model directory a check serves and where that choice came from."""
+
+    root: Path
+    source: str  # "--model", or the project config file that names it
+    projects_own: bool  # the project's config chose it (the project is then the workspace)
+
+
 @dataclass
 class Plan:
     """What a run will do, all of it validated before the server starts."""
 
     project: Path
-    model: Path
-    model_source: str
-    use_workspace_folder: bool  # the project's own config chose the model
+    model: ChosenModel
     mode: str  # cases | sampled
     cases_source: str
     cases: list[CheckCase]
@@ -83,23 +98,21 @@ class Plan:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_model(project: Path, override: Path | None) -> tuple[Path, str, bool]:
-    """The model directory to serve, where that choice came from, and whether it is the
-    project's own (validated cheaply here; the server loads and checks the graph)."""
+def choose_model(project: Path, override: Path | None) -> ChosenModel:
+    """``override`` (``--model``), else the model the project's config selects (validated
+    cheaply here; the server loads and checks the graph)."""
     from codehone.core.model_dir import load_model_dir
     from codehone.core.project_config import CONFIG_FILE, find_project_config
 
     if override is not None:
-        model_dir = load_model_dir(override, check_graph=False)
-        return model_dir.root, "--model", False
+        return ChosenModel(load_model_dir(override, check_graph=False).root, "--model", False)
     config = find_project_config(project)
     if config is None:
         raise CheckInputError(
             f"{project}: no model selected: no {CONFIG_FILE} (or [tool.codehone] in "
             "pyproject.toml) naming one; pass --model DIR"
         )
-    model_dir = config.load_model(check_graph=False)
-    return model_dir.root, str(config.source), True
+    return ChosenModel(config.load_model(check_graph=False).root, str(config.source), True)
 
 
 def plan_check(options: CheckOptions) -> Plan:
@@ -135,7 +148,7 @@ def plan_check(options: CheckOptions) -> Plan:
     if cases_path is None and options.min_pass_rate is not None:
         raise CheckInputError("--min-pass-rate applies to a cases file; use --min-exact-match")
 
-    model, model_source, own = resolve_model(project, options.model)  # cheap: no graph loaded
+    chosen = choose_model(project, options.model)  # cheap: no graph loaded
     if cases_path is not None:
         cases_file = load_cases_file(Path(cases_path), project)
         mode, cases, thresholds = "cases", cases_file.cases, cases_file.thresholds
@@ -159,7 +172,7 @@ def plan_check(options: CheckOptions) -> Plan:
         thresholds.max_p95_latency_ms = check_positive(options.max_p95_ms, "--max-p95-ms")
     if options.max_load_seconds is not None:
         thresholds.max_load_seconds = check_positive(options.max_load_seconds, "--max-load-seconds")
-    return Plan(project, model, model_source, own, mode, source, cases, thresholds, init)
+    return Plan(project, chosen, mode, source, cases, thresholds, init)
 
 
 def evaluate_thresholds(report: CheckReport, thresholds: Thresholds) -> list[ThresholdResult]:
@@ -220,18 +233,18 @@ async def run_plan(
 
     report = CheckReport(
         project=plan.project,
-        model=plan.model,
-        model_source=plan.model_source,
+        model=plan.model.root,
+        model_source=plan.model.source,
         cases_source=plan.cases_source,
         mode=plan.mode,
     )
     started = time.perf_counter()
-    command = serve_command(plan.model, options.device, options.serve_command)
+    command = serve_command(plan.model.root, options.device, prefix=options.serve_command)
     session = await EditorSession.start(command, echo=options.echo_server)
     pending = list(plan.cases)
     try:
         await session.initialize(
-            plan.project if plan.use_workspace_folder else None,
+            [plan.project] if plan.model.projects_own else [],
             options.start_timeout,
             initialization_options=plan.initialization_options,
         )
@@ -240,22 +253,20 @@ async def run_plan(
         # completion after the server starts: that is the load time.
         first = pending[0]
         uri = session.open(first.path, first.text, first.language_id)
-        await session.request(first.kind, uri, first.text, first.offset, options.start_timeout)
+        await session.request(first.kind, uri, first.offset, options.start_timeout)
         session.close_document(uri)
         report.load_seconds = time.perf_counter() - session.started
         while pending:
             case = pending[0]
             uri = session.open(case.path, case.text, case.language_id)
-            answer = await session.request(
-                case.kind, uri, case.text, case.offset, options.request_timeout
-            )
+            reply = await session.request(case.kind, uri, case.offset, options.request_timeout)
             session.close_document(uri)
             pending.pop(0)
-            result = CaseResult(case, answer.text, answer.latency_ms)
-            if answer.error is not None:
-                result.error = f"the server answered an error: {answer.error}"
+            result = CaseResult(case, reply.text, reply.latency_ms)
+            if reply.error is not None:
+                result.error = f"the server answered an error: {reply.error}"
             else:
-                result.failures = case.expect.failures(answer.text)
+                result.failures = case.expect.failures(reply.text)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -263,8 +274,10 @@ async def run_plan(
         if status is not None:
             report.provider = status.get("provider")
             report.served_model = served_model(status, plan.project.as_uri())
-            if report.served_model and Path(report.served_model) != plan.model:
-                log.warning("the server says it served %s, not %s", report.served_model, plan.model)
+            if report.served_model and Path(report.served_model) != plan.model.root:
+                log.warning(
+                    "the server says it served %s, not %s", report.served_model, plan.model.root
+                )
     except ServerFailure as exc:
         report.fatal = str(exc)
         for case in pending:
@@ -282,33 +295,16 @@ def run_check(
 ) -> int:
     """Plan, run and report; the exit code (bad input raises CheckInputError / CodehoneError,
     after writing the JUnit file when one was asked for)."""
-    from codehone.check.report import (
-        case_line,
-        junit_error_xml,
-        junit_xml,
-        summary_lines,
-        write_junit,
-    )
-    from codehone.core.errors import CodehoneError
-
-    try:
+    with junit_on_error(junit):
         plan = plan_check(options)
-    except CodehoneError as exc:
-        if junit is not None:
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
     out(
         f"codehone check: {plan.project}\n"
-        f"  model: {plan.model} (from {plan.model_source})\n"
+        f"  model: {plan.model.root} (from {plan.model.source})\n"
         f"  cases: {len(plan.cases)} from {plan.cases_source}"
     )
     width = min(48, max(len(c.name) for c in plan.cases))
-    try:
+    with junit_on_error(junit):  # the server could not even be started
         report = asyncio.run(run_plan(plan, options, lambda r: out(case_line(r, width))))
-    except CodehoneError as exc:  # the server could not even be started
-        if junit is not None:
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
     not_run = sum(r.error == NOT_RUN for r in report.results)
     if not_run:
         out(f"({not_run} of {len(report.results)} cases not run: the server failed)")
@@ -320,111 +316,3 @@ def run_check(
     if report.fatal is not None:
         print(f"codehone: error: {report.fatal}", file=sys.stderr)
     return report.exit_code
-
-
-# --------------------------------------------------------------------------------------------
-# The command line
-# --------------------------------------------------------------------------------------------
-
-
-def add_check_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("project_dir", nargs="?", default=".", metavar="PROJECT_DIR", help="default: .")
-    p.add_argument(
-        "--cases",
-        metavar="FILE",
-        help=f"cases file (default: PROJECT_DIR/{CASES_FILE.as_posix()} if it exists, else "
-        "sampled held-out lines)",
-    )
-    p.add_argument("--model", metavar="DIR", help="default: the model .codehone.toml selects")
-    p.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument(
-        "--min-pass-rate", type=float, help="cases: fraction that must pass (overrides the file)"
-    )
-    p.add_argument("--max-p95-ms", type=float, help="p95 completion latency limit (default 2000)")
-    p.add_argument(
-        "--max-load-seconds",
-        type=float,
-        help="server start to first completion limit (default 120)",
-    )
-    p.add_argument(
-        "--sample", action="store_true", help="sample held-out lines even if a cases file exists"
-    )
-    p.add_argument("--samples", type=int, help=f"lines to sample (default {DEFAULT_SAMPLES})")
-    p.add_argument(
-        "--min-exact-match",
-        type=float,
-        help=f"sampled lines: fraction to complete exactly (default {DEFAULT_MIN_EXACT_MATCH})",
-    )
-    p.add_argument(
-        "--seed", type=int, help=f"sampled lines: data split and line seed (default {DEFAULT_SEED})"
-    )
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        help="sampled lines: a prepared data set's test split (default: PROJECT_DIR/.codehone/"
-        "data when `codehone tune` made one, else the project's files split as prepare does)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_REQUEST_TIMEOUT,
-        help=f"seconds to wait for each completion (default {DEFAULT_REQUEST_TIMEOUT:g})",
-    )
-    p.add_argument(
-        "--start-timeout",
-        type=float,
-        default=DEFAULT_START_TIMEOUT,
-        help="seconds to wait for the server to start and answer its first completion "
-        f"(default {DEFAULT_START_TIMEOUT:g})",
-    )
-    p.add_argument(
-        "--serve-command",
-        metavar="CMD",
-        help="start the server with CMD instead of `python -m codehone serve` (e.g. a wrapper "
-        "script or a container); `--model DIR --device D` are appended",
-    )
-
-
-def options_from_args(args: argparse.Namespace) -> CheckOptions:
-    serve = shlex.split(args.serve_command) if args.serve_command else None
-    if serve == []:
-        raise CheckInputError("--serve-command is empty")
-    return CheckOptions(
-        project_dir=Path(args.project_dir),
-        model=Path(args.model) if args.model else None,
-        cases=Path(args.cases) if args.cases else None,
-        sample=args.sample,
-        samples=args.samples,
-        seed=args.seed,
-        data=Path(args.data) if args.data else None,
-        min_exact_match=args.min_exact_match,
-        min_pass_rate=args.min_pass_rate,
-        max_p95_ms=args.max_p95_ms,
-        max_load_seconds=args.max_load_seconds,
-        device=args.device,
-        request_timeout=args.timeout,
-        start_timeout=args.start_timeout,
-        serve_command=serve,
-        echo_server=args.verbose,
-    )
-
-
-def run_check_command(args: argparse.Namespace) -> int:
-    from codehone.core.logging_setup import setup_logging
-
-    setup_logging(args.verbose)
-    junit = Path(args.junit) if args.junit else None
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    try:
-        options = options_from_args(args)
-    except CheckInputError as exc:
-        if junit is not None:
-            from codehone.check.report import junit_error_xml, write_junit
-
-            write_junit(junit, junit_error_xml(str(exc)))
-        raise
-    return run_check(options, out, junit)

@@ -95,20 +95,6 @@ def unwrap_settings(raw: Any) -> Any:
     return raw
 
 
-def completion_options_from(raw: Any, base: CompletionOptions | None = None) -> CompletionOptions:
-    """Structure user options field by field; each invalid one falls back with a warning."""
-    options = base or CompletionOptions()
-    if raw is None:
-        return options
-    if isinstance(raw, dict) and "completion" in raw:
-        raw = raw["completion"]
-    if not isinstance(raw, dict):
-        log.warning("ignoring completion options: expected an object, got %s", type(raw).__name__)
-        return options
-    changes = _structure_fields(CompletionOptions, raw, options, [])
-    return dataclasses.replace(options, **changes)
-
-
 def server_options_from(
     raw: Any, base: ServerOptions | None = None
 ) -> tuple[ServerOptions, list[str]]:

@@ -102,7 +102,7 @@ class CodehoneServer(LanguageServer):
 
     def apply_settings(self, raw: Any, origin: str) -> None:
         """New settings (a ``codehone`` section, wrapped or not) on top of the initialization
-        options; a changed ``model`` reloads the default model in the background."""
+        options; a changed ``model`` reloads the global slot's model in the background."""
         options, warnings = server_options_from(raw, self.init_options)
         for warning in warnings:
             self.log_to_client(warning)
@@ -110,7 +110,7 @@ class CodehoneServer(LanguageServer):
         self.options = options
         if changed:
             log.info("options from %s: %s", origin, options.to_json())
-        self.models.schedule(self.models.use_default_model(options.model))
+        self.models.schedule(self.models.use_global_model(options.model))
 
     # -- completion ----------------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ def build_server(
         if settings is not configuration.NOT_PULLED:
             ls.apply_settings(settings, "workspace/configuration")
         else:
-            ls.models.schedule(ls.models.use_default_model(ls.options.model))
+            ls.models.schedule(ls.models.use_global_model(ls.options.model))
         ls.models.discover_folders()
         ls.models.schedule(ls.models.warn_if_nothing_serves())
 

@@ -110,7 +110,9 @@ class BenchConfig:
 
 
 @dataclass
-class Prepared:
+class ContenderModels:
+    """One shape's models every contender runs: the checkpoint, its export, its fused graph."""
+
     name: str
     checkpoint: Path
     exported: Path
@@ -128,7 +130,9 @@ def _tokenizer_texts() -> list[str]:
     return list(iter_file_texts(files))
 
 
-def prepare(name: str, shape: Any, config: BenchConfig, out: TextIO) -> Prepared:
+def build_contender_models(
+    name: str, shape: Any, config: BenchConfig, out: TextIO
+) -> ContenderModels:
     """Build (once) the checkpoint, its export and its fused graph for this device."""
     from codehone_training.export.checkpoint import export_checkpoint
     from codehone_training.random_models import build_random_checkpoint
@@ -156,7 +160,7 @@ def prepare(name: str, shape: Any, config: BenchConfig, out: TextIO) -> Prepared
         except Exception as exc:
             error = _short(exc)
             _say(out, f"# {name}: fused graph failed: {error}")
-    return Prepared(name, checkpoint, exported, fused if not error else None, error)
+    return ContenderModels(name, checkpoint, exported, fused if not error else None, error)
 
 
 _PROMPT_START = 1000  # tokens skipped first: licence headers and imports are not typical code
@@ -214,7 +218,7 @@ def _greedy_generate(model: Any, device: str) -> Callable[[list[int], int], list
     return generate
 
 
-def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Contender:
+def _hf_contender(models: ContenderModels, device: str, threads: int | None) -> Contender:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -222,7 +226,7 @@ def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Conte
         torch.set_num_threads(threads)
     dtype = torch.float16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        prepared.checkpoint, dtype=dtype, attn_implementation="eager", use_safetensors=True
+        models.checkpoint, dtype=dtype, attn_implementation="eager", use_safetensors=True
     ).to(device)
     model.eval()
     model.generation_config.eos_token_id = None  # exactly N greedy tokens
@@ -238,7 +242,7 @@ def _hf_contender(prepared: Prepared, device: str, threads: int | None) -> Conte
     return Contender("hf-eager", generate, _torch_sync(device), last_logits=last_logits)
 
 
-def _optimum_contender(prepared: Prepared, device: str, threads: int | None) -> Contender:
+def _optimum_contender(models: ContenderModels, device: str, threads: int | None) -> Contender:
     import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForCausalLM
 
@@ -248,7 +252,7 @@ def _optimum_contender(prepared: Prepared, device: str, threads: int | None) -> 
     if threads:
         options.intra_op_num_threads = threads
     model = ORTModelForCausalLM.from_pretrained(
-        prepared.exported,
+        models.exported,
         provider=provider,
         use_io_binding=device == "cuda",
         session_options=options,
@@ -302,25 +306,25 @@ def _torch_sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize
 
 
-def _make_contender(name: str, prepared: Prepared, config: BenchConfig) -> Contender:
+def _make_contender(name: str, models: ContenderModels, config: BenchConfig) -> Contender:
     device, threads = config.device, config.threads
     if name == "hf-eager":
-        return _hf_contender(prepared, device, threads)
+        return _hf_contender(models, device, threads)
     if name == "optimum":
-        return _optimum_contender(prepared, device, threads)
+        return _optimum_contender(models, device, threads)
     if name == "codehone-export":
-        return _codehone_contender(name, prepared.exported, device, threads=threads)
-    if prepared.fused is None:
-        raise RuntimeError(f"no fused graph ({prepared.fused_error})")
+        return _codehone_contender(name, models.exported, device, threads=threads)
+    if models.fused is None:
+        raise RuntimeError(f"no fused graph ({models.fused_error})")
     if name == "codehone":
-        return _codehone_contender(name, prepared.fused, device, threads=threads)
+        return _codehone_contender(name, models.fused, device, threads=threads)
     if name == "codehone+graph":
         if device != "cuda":
             raise RuntimeError("CUDA graphs need --device cuda")
-        return _codehone_contender(name, prepared.fused, device, cuda_graph=True)
+        return _codehone_contender(name, models.fused, device, cuda_graph=True)
     if name == "codehone+spec":
         return _codehone_contender(
-            name, prepared.fused, device, draft_tokens=config.draft_tokens, threads=threads
+            name, models.fused, device, draft_tokens=config.draft_tokens, threads=threads
         )
     raise ValueError(f"unknown contender {name!r}")
 
@@ -579,14 +583,14 @@ def run_bench(config: BenchConfig, out: TextIO = sys.stdout) -> list[Row]:
     for name in names:
         with _quiet():
             try:
-                prepared = prepare(name, shapes[name], config, out)
+                models = build_contender_models(name, shapes[name], config, out)
             except Exception as exc:
-                _say(out, f"# {name}: preparation failed: {_short(exc)}")
-                log.debug("preparation failed", exc_info=True)
+                _say(out, f"# {name}: building the models failed: {_short(exc)}")
+                log.debug("building the models failed", exc_info=True)
                 continue
             vocab = min(shapes[name].vocab_size, 4096)
-            prompts = bench_prompts(prepared.checkpoint, config.prompt_lengths, vocab)
-            rows += _bench_shape(name, prepared, prompts, config, out)
+            prompts = bench_prompts(models.checkpoint, config.prompt_lengths, vocab)
+            rows += _bench_shape(name, models, prompts, config, out)
             _free(config.device)
     _say(out, "")
     for line in _goals(rows, config):
@@ -599,7 +603,11 @@ def run_bench(config: BenchConfig, out: TextIO = sys.stdout) -> list[Row]:
 
 
 def _bench_shape(
-    name: str, prepared: Prepared, prompts: dict[int, list[int]], config: BenchConfig, out: TextIO
+    name: str,
+    models: ContenderModels,
+    prompts: dict[int, list[int]],
+    config: BenchConfig,
+    out: TextIO,
 ) -> list[Row]:
     _say(out, "")
     _say(out, _HEADER)
@@ -608,7 +616,7 @@ def _bench_shape(
     reference_logits: dict[int, Any] = {}
     for contender_name in config.contenders:
         try:
-            contender = _make_contender(contender_name, prepared, config)
+            contender = _make_contender(contender_name, models, config)
         except Exception as exc:
             for length in prompts:
                 row = Row(name, length, contender_name, error=_short(exc))
@@ -618,8 +626,8 @@ def _bench_shape(
             continue
         if contender_name == "codehone" and config.device == "cuda":
             try:
-                assert prepared.fused is not None
-                _say(out, f"# {contender_name}: {memcpy_nodes(prepared.fused, config.device)}")
+                assert models.fused is not None
+                _say(out, f"# {contender_name}: {memcpy_nodes(models.fused, config.device)}")
             except Exception as exc:
                 _say(out, f"# {contender_name}: could not count memcpy nodes: {_short(exc)}")
         try:

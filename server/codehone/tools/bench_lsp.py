@@ -1,6 +1,7 @@
 """`codehone bench lsp`: end-to-end latency as an editor sees it while a user types.
 
-Starts the real `codehone serve` over stdio, opens a real source file cut at a point with
+Starts the real `codehone serve` over stdio (through the one LSP client,
+``codehone.check.client``: every wait has a limit), opens a real source file cut at a point with
 about the context asked for before it, then types the file's next characters one keystroke at
 a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
 after each keystroke and cancelling the previous one if it is still running, as editors do.
@@ -17,18 +18,16 @@ import asyncio
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.lsp.client import LanguageClient
 
-from codehone.core.text_positions import position_at
+from codehone.check.client import EditorSession, PendingRequest, serve_command
+from codehone.core.percentiles import percentile
 
 CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens of text
 
@@ -58,26 +57,19 @@ class BenchResult:
             "cancelled": self.cancelled,
             "errors": self.errors,
             "latency_ms": {
-                "p50": percentile(lat, 0.5),
-                "p95": percentile(lat, 0.95),
-                "p99": percentile(lat, 0.99),
+                "p50": percentile(lat, 50),
+                "p95": percentile(lat, 95),
+                "p99": percentile(lat, 99),
                 "mean": statistics.fmean(lat) if lat else None,
             },
             "cancel_answer_ms": {
-                "p50": percentile(self.cancel_answer_ms, 0.5),
-                "p95": percentile(self.cancel_answer_ms, 0.95),
+                "p50": percentile(self.cancel_answer_ms, 50),
+                "p95": percentile(self.cancel_answer_ms, 95),
             },
             "prefix_cache_hit_rate": prefix.get("hit_rate"),
             "prefix_token_reuse_rate": prefix.get("token_reuse_rate"),
             "provider": self.status.get("provider"),
         }
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def default_file() -> Path:
@@ -94,22 +86,6 @@ def start_offset(text: str, context_chars: int) -> int:
     return newline if newline > 0 else offset
 
 
-def _to_dict(value: Any) -> dict[str, Any]:
-    plain = _plain(value)
-    return plain if isinstance(plain, dict) else {"result": plain}
-
-
-def _plain(value: Any) -> Any:
-    """pygls hands unknown results back as namedtuples: turn them into JSON values."""
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 async def run_bench(
     model: Path,
     source: Path,
@@ -117,50 +93,38 @@ async def run_bench(
     context_tokens: int,
     device: str,
     seed: int,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     anchor_prompt: bool = True,
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
     offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
     keystrokes = max(0, min(keystrokes, len(text) - offset))
     rng = random.Random(seed)
-    uri = "file:///bench/" + source.name
     log_file = Path(tempfile.gettempdir()) / "codehone-bench-lsp-server.log"
-    client = LanguageClient("codehone-bench", "0.1")
-    await client.start_io(
-        sys.executable, "-m", "codehone", "serve", "--model", str(model),
-        "--device", device, "--log-file", str(log_file),
-    )  # fmt: skip
+    command = serve_command(model, device, ["--log-file", str(log_file)])
+    session = await EditorSession.start(command, name="codehone bench")
     result = BenchResult(keystrokes=keystrokes)
     try:
-        await client.initialize_async(
-            types.InitializeParams(
-                process_id=None,
-                capabilities=types.ClientCapabilities(),
-                initialization_options={
-                    "completion": {
-                        "maxNewTokens": max_new_tokens,
-                        "maxPromptTokens": max(16, min(32768, context_tokens)),
-                        "multiline": "never",
-                        "anchorPrompt": anchor_prompt,
-                    }
-                },
-            )
+        completion: dict[str, Any] = {
+            "maxPromptTokens": max(16, min(32768, context_tokens)),
+            "multiline": "never",
+            "anchorPrompt": anchor_prompt,
+        }
+        if max_new_tokens is not None:
+            completion["maxNewTokens"] = max_new_tokens
+        await session.initialize(
+            capabilities=types.ClientCapabilities(),
+            initialization_options={"completion": completion},
         )
-        client.initialized(types.InitializedParams())
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text[:offset])
-            )
-        )
-        document = text[:offset]
-        pending: dict[str, tuple[float, asyncio.Future[Any]]] = {}
+        uri = session.open("file:///bench/" + source.name, text[:offset])
+        pending: dict[str, PendingRequest] = {}
         cancel_sent: dict[str, float] = {}
         finished: list[asyncio.Task[None]] = []
 
-        async def track(msg_id: str, sent: float, future: asyncio.Future[Any]) -> None:
+        async def track(request: PendingRequest) -> None:
+            msg_id = request.msg_id
             try:
-                answer = await future
+                answer = await request.future
                 items = getattr(answer, "items", None) or []
                 if msg_id in cancel_sent:
                     result.cancel_answer_ms.append(
@@ -168,7 +132,7 @@ async def run_bench(
                     )
                     result.cancelled += 1
                     return
-                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                result.latencies_ms.append((time.perf_counter() - request.sent) * 1000)
                 if not items:
                     result.empty += 1
             except Exception as exc:  # RequestCancelled arrives as an error response
@@ -183,48 +147,19 @@ async def run_bench(
                 pending.pop(msg_id, None)
 
         for index in range(keystrokes):
-            char = text[offset + index]
-            line, character = position_at(document, len(document))
-            cursor = types.Position(line=line, character=character)
-            client.text_document_did_change(
-                types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=index + 2),
-                    content_changes=[
-                        types.TextDocumentContentChangePartial(
-                            range=types.Range(start=cursor, end=cursor), text=char
-                        )
-                    ],
-                )
-            )
-            document += char
-            for stale_id in list(pending):  # the editor drops what the user typed past
-                cancel_sent[stale_id] = time.perf_counter()
-                client.protocol.notify("$/cancelRequest", types.CancelParams(id=stale_id))
-            line, character = position_at(document, len(document))
-            msg_id = str(uuid.uuid4())
-            params = types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line=line, character=character),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                ),
-            )
-            sent = time.perf_counter()
-            future = asyncio.wrap_future(
-                client.protocol.send_request(
-                    types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
-                )
-            )
-            pending[msg_id] = (sent, future)
-            finished.append(asyncio.ensure_future(track(msg_id, sent, future)))
+            cursor = offset + index
+            session.change(uri, text[cursor], (cursor, cursor))  # one keystroke
+            for stale in list(pending.values()):  # the editor drops what the user typed past
+                cancel_sent[stale.msg_id] = time.perf_counter()
+                session.cancel(stale)
+            request = session.send("inline", uri, session.position(uri, cursor + 1), True)
+            pending[request.msg_id] = request
+            finished.append(asyncio.ensure_future(track(request)))
             await asyncio.sleep(rng.uniform(0.05, 0.15))
-        await asyncio.wait_for(asyncio.gather(*finished), 120)
-        status = await client.protocol.send_request_async("codehone/status", {})
-        result.status = _to_dict(status)
-        await client.shutdown_async(None)
-        client.exit(None)
+        await session.wait("the last answers", asyncio.gather(*finished), 120)
+        result.status = await session.status() or {}
     finally:
-        await client.stop()
+        await session.close()
     return result
 
 
@@ -265,7 +200,7 @@ def main(
     context_tokens: int,
     device: str,
     seed: int,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     json_path: Path | None = None,
     anchor_prompt: bool = True,
 ) -> int:

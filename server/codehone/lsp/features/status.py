@@ -19,9 +19,9 @@ STATUS_COMMAND = "codehone.status"
 def status_report(ls: CodehoneServer) -> dict[str, Any]:
     registry = ls.models.registry
     services = registry.services()
-    main = registry.default.service or (services[0] if services else None)
+    main = registry.global_slot.service or (services[0] if services else None)
     return {
-        **registry.describe(),  # "models" (default and per folder) and "folders"
+        **registry.describe(),  # "models" (global and per folder) and "folders"
         "provider": main.provider.name if main else None,
         "provider_reason": main.provider.reason if main else None,
         **registry.totals(),  # "latency_ms", "completions", "prefix_cache"

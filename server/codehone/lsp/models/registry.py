@@ -1,9 +1,11 @@
-"""Which model serves which document: a default one, and one per configured workspace folder.
+"""Which model serves which document: a global one, and one per configured workspace folder.
 
-A slot is the default (the server's ``--model`` or the ``model`` option) or a workspace folder
-whose ``.codehone.toml`` / ``[tool.codehone]`` names a model. A document is served by the
-slot of the innermost folder holding it that has a model, else by the default. Slots naming
-the same model directory (same manifest on disk) share one loaded model.
+A slot is the global slot (for documents no configured folder claims: the ``model`` option's
+model, else the server's ``--model``, which is the default model when ``codehone serve`` was
+given none) or a workspace folder whose ``.codehone.toml`` / ``[tool.codehone]`` names a model.
+A document is served by the slot of the innermost folder holding it that has a model, else by
+the global slot. Slots naming the same model directory (same manifest on disk) share one
+loaded model.
 
 Loading happens on a background thread, one model at a time, while the slot's previous model
 keeps serving; the new one is swapped in on the event loop when ready, and a model no slot uses
@@ -24,12 +26,13 @@ from typing import Any, Literal, Protocol
 
 from codehone.core.errors import CodehoneError
 from codehone.core.model_dir import MANIFEST_NAME, ModelDir
+from codehone.core.percentiles import latency_summary
 from codehone.core.providers import Device
-from codehone.lsp.models.service import ModelService, latency_percentiles
+from codehone.lsp.models.service import ModelService
 
 log = logging.getLogger("codehone.models")
 
-DEFAULT = "default"
+GLOBAL = "global"  # the key of the global slot (the others: workspace folder URIs)
 SlotState = Literal["loaded", "loading", "failed", "unconfigured"]
 Fingerprint = tuple[str, int, int]
 
@@ -70,8 +73,8 @@ class LoadRequest:
 
 @dataclass
 class Slot:
-    key: str  # DEFAULT or a workspace folder URI
-    folder: Path | None  # the folder on disk (None for the default)
+    key: str  # GLOBAL or a workspace folder URI
+    folder: Path | None  # the folder on disk (None for the global slot)
     service: ModelService | None = None
     source: str = ""
     fingerprint: Fingerprint | None = None
@@ -85,32 +88,32 @@ class Slot:
 class ModelRegistry:
     def __init__(
         self,
-        default: ModelService | None,
+        global_service: ModelService | None,
         device: Device = "auto",
-        default_source: str = "--model",
-        default_fingerprint: Fingerprint | None = None,
+        global_source: str = "--model",
     ) -> None:
         self.device = device
-        self.slots: dict[str, Slot] = {DEFAULT: Slot(DEFAULT, None)}
+        self.slots: dict[str, Slot] = {GLOBAL: Slot(GLOBAL, None)}
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codehone-load")
         self.loads = 0
         self.retired = 0
-        if default is not None:
-            fp = default_fingerprint or fingerprint(default.model_dir.root)
-            self._install(self.slots[DEFAULT], default, default_source, fp)
+        if global_service is not None:
+            fp = fingerprint(global_service.model_dir.root)
+            self._install(self.slots[GLOBAL], global_service, global_source, fp)
 
     # -- lookups -------------------------------------------------------------------------------
 
     @property
-    def default(self) -> Slot:
-        return self.slots[DEFAULT]
+    def global_slot(self) -> Slot:
+        """The slot for documents outside every configured workspace folder."""
+        return self.slots[GLOBAL]
 
     def folder_slots(self) -> list[Slot]:
-        return [slot for key, slot in self.slots.items() if key != DEFAULT]
+        return [slot for key, slot in self.slots.items() if key != GLOBAL]
 
     def slot_for_path(self, path: Path | None) -> Slot:
         """The slot serving a file: the innermost folder with a model holding it, else the
-        default."""
+        global slot."""
         if path is not None:
             best: Slot | None = None
             for slot in self.folder_slots():
@@ -122,7 +125,7 @@ class ModelRegistry:
                     best = slot
             if best is not None:
                 return best
-        return self.default
+        return self.global_slot
 
     def service_for_path(self, path: Path | None) -> ModelService | None:
         return self.slot_for_path(path).service
@@ -149,16 +152,16 @@ class ModelRegistry:
             self._retire_unused(slot.service)
 
     def unconfigure(self, key: str) -> None:
-        """The folder no longer names a model: its documents go to the default."""
+        """The folder no longer names a model: its documents go to the global slot."""
         slot = self.slots.get(key)
-        if slot is None or key == DEFAULT:
+        if slot is None or key == GLOBAL:
             return
         slot.generation += 1
         old = slot.service
         slot.service, slot.source, slot.fingerprint, slot.wanted = None, "", None, None
         slot.state, slot.error = "unconfigured", None
         if old is not None:
-            log.info("folder %s has no model configured any more: it uses the default", key)
+            log.info("folder %s has no model configured any more: it uses the global one", key)
             self._retire_unused(old)
 
     def mark_failed(self, key: str, error: str) -> None:
@@ -194,7 +197,7 @@ class ModelRegistry:
             slot.state = "loading"
         self.loads += 1
         loop = asyncio.get_running_loop()
-        where = "the default model" if key == DEFAULT else f"the model of {slot.folder}"
+        where = f"the model ({request.source})" if key == GLOBAL else f"the model of {slot.folder}"
         await reporter.begin("codehone: loading a model", f"{where}: {request.model_path}")
 
         def report(message: str, percentage: int) -> None:
@@ -253,7 +256,7 @@ class ModelRegistry:
         self._install(slot, service, request.source, request.fingerprint)
         log.info(
             "%s now uses %s (%s)",
-            "the default" if slot.key == DEFAULT else slot.key,
+            "the global slot" if slot.key == GLOBAL else slot.key,
             service.model_dir.root,
             request.source,
         )
@@ -277,10 +280,10 @@ class ModelRegistry:
         """The models per slot, for codehone/status."""
         models = []
         for slot in self.slots.values():
-            if slot.key != DEFAULT and slot.state == "unconfigured" and slot.error is None:
+            if slot.key != GLOBAL and slot.state == "unconfigured" and slot.error is None:
                 continue  # a folder without a model of its own: see "folders"
             entry: dict[str, Any] = {
-                "folder": None if slot.key == DEFAULT else slot.key,
+                "folder": None if slot.key == GLOBAL else slot.key,
                 "state": slot.state,
                 "source": slot.source or None,
                 "loading": slot.pending > 0,
@@ -297,7 +300,7 @@ class ModelRegistry:
                     fim=manifest.special_tokens.fim is not None,
                     provider=service.provider.name,
                     completions=len(service.latencies_ms),
-                    latency_ms=service.latency_percentiles(),
+                    latency_ms=latency_summary(list(service.latencies_ms)),
                 )
             models.append(entry)
         folders = []  # a list, not an object keyed by URI: clients turn keys into names
@@ -320,7 +323,7 @@ class ModelRegistry:
         reused = sum(s.engine.prefix_stats.reused_tokens for s in services if not s.released)
         prefilled = sum(s.engine.prefix_stats.prefilled_tokens for s in services if not s.released)
         return {
-            "latency_ms": latency_percentiles(latencies),
+            "latency_ms": latency_summary(latencies),
             "completions": len(latencies),
             "cancelled": sum(s.cancelled for s in services),
             "prefix_cache": {

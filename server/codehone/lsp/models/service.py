@@ -122,9 +122,6 @@ class ModelService:
             self.latencies_ms.append(outcome.timings_ms["total"])
         return outcome
 
-    def latency_percentiles(self) -> dict[str, float]:
-        return latency_percentiles(list(self.latencies_ms))
-
     def retire(self) -> None:
         """Take no more requests; free the engine once the request in flight is done."""
         if self.closed:
@@ -147,20 +144,3 @@ class ModelService:
             event.set()
         self.closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def latency_percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    """p50 / p95 / p99 and the last value of ``latencies_ms`` (empty when there are none)."""
-    if not latencies_ms:
-        return {}
-    ordered = sorted(latencies_ms)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {
-        "p50": pick(0.5),
-        "p95": pick(0.95),
-        "p99": pick(0.99),
-        "last": latencies_ms[-1],
-    }

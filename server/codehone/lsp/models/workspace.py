@@ -7,7 +7,8 @@ the ``ModelRegistry``.
 - A watched config file that changes (``workspace/didChangeWatchedFiles``) re-checks its folder;
   the model is reloaded only if the model it names changed on disk (so editing a
   ``pyproject.toml``'s dependencies costs nothing).
-- The ``model`` option replaces the default model (``--model``); clearing it restores that one.
+- The ``model`` option replaces ``--model`` in the registry's global slot (documents outside
+  every configured folder); clearing it restores ``--model``.
 
 Loads run in the background with ``$/progress`` reports while the previous model serves; a bad
 config or model directory is shown to the user (window/showMessage) and logged, and the
@@ -29,7 +30,7 @@ from pygls.uris import to_fs_path
 
 from codehone.core.model_dir import load_model_dir
 from codehone.core.project_config import ProjectConfigError, find_project_config
-from codehone.lsp.models.registry import DEFAULT, LoadRequest, ModelRegistry, fingerprint
+from codehone.lsp.models.registry import GLOBAL, LoadRequest, ModelRegistry, fingerprint
 from codehone.lsp.models.service import ModelService
 
 if TYPE_CHECKING:
@@ -217,10 +218,11 @@ class WorkspaceModels:
             return  # the same model as before (loaded, loading, or known to fail)
         await self.registry.load(key, request, LspLoadReporter(self.server))
 
-    # -- the default model ---------------------------------------------------------------------
+    # -- the global slot -----------------------------------------------------------------------
 
-    async def use_default_model(self, option: str | None) -> None:
-        """Serve the ``model`` option's directory by default, or ``--model`` without one."""
+    async def use_global_model(self, option: str | None) -> None:
+        """Serve the ``model`` option's directory in the global slot, or ``--model`` without
+        one."""
         if option:
             path = Path(option).expanduser()
             if not path.is_absolute():
@@ -237,9 +239,9 @@ class WorkspaceModels:
             open_dir=lambda: load_model_dir(path),
             fingerprint=fingerprint(path),
         )
-        if self.registry.default.wanted == request.fingerprint:
+        if self.registry.global_slot.wanted == request.fingerprint:
             return
-        await self.registry.load(DEFAULT, request, LspLoadReporter(self.server))
+        await self.registry.load(GLOBAL, request, LspLoadReporter(self.server))
 
     async def warn_if_nothing_serves(self) -> None:
         await self.settle()

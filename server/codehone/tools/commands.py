@@ -1,0 +1,142 @@
+"""The tools' subcommands of ``codehone``: demo, bench engine, bench lsp.
+
+Only argparse here (the tools are imported inside each command, so ``codehone --help`` stays
+instant); registered by ``codehone.cli`` through the same ``add(name, help)`` as every part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from codehone.core.command_line import TORCH_DEVICES, Commands, add_shared
+from codehone.core.errors import CodehoneError
+
+
+def _quiet_logging(verbose: bool) -> None:
+    """Warnings only (a benchmark prints its figures); -v: codehone's debug lines too."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if verbose:
+        logging.getLogger("codehone").setLevel(logging.DEBUG)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from codehone.core.logging_setup import setup_logging
+    from codehone.tools.demo import run_demo
+
+    setup_logging(args.verbose)
+    return asyncio.run(run_demo(Path(args.model) if args.model else None, args.device))
+
+
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    from codehone.tools.bench_engine import BenchConfig, run_bench
+
+    _quiet_logging(args.verbose)  # -v: tracebacks of failed contenders
+    config = BenchConfig(
+        device=args.device,
+        shapes=args.shapes or [],
+        prompt_lengths=args.prompt_lengths,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        contenders=args.contenders or [],
+        draft_tokens=args.draft_tokens,
+        json_path=Path(args.json) if args.json else None,
+        threads=args.threads,
+    )
+    if args.cache_dir:
+        config.cache_dir = Path(args.cache_dir)
+    try:
+        run_bench(config)
+    except ValueError as exc:
+        raise CodehoneError(str(exc)) from None
+    return 0
+
+
+def cmd_bench_lsp(args: argparse.Namespace) -> int:
+    from codehone.tools.bench_lsp import main as bench_lsp_main
+
+    _quiet_logging(args.verbose)
+    if args.keystrokes < 1 or args.context_tokens < 1:
+        raise CodehoneError("--keystrokes and --context-tokens must be at least 1")
+    return bench_lsp_main(
+        Path(args.model) if args.model else None,
+        Path(args.file) if args.file else None,
+        args.keystrokes,
+        args.context_tokens,
+        args.device,
+        args.seed,
+        args.max_new_tokens,
+        Path(args.json) if args.json else None,
+        anchor_prompt=not args.no_anchor,
+    )
+
+
+def add_tool_commands(add: Commands) -> None:
+    """Register demo and bench (engine, lsp)."""
+    from codehone.tools.bench_engine import ALL_CONTENDERS, DEFAULT_DRAFT_TOKENS
+
+    p = add("demo", "start the server, open a sample file and print completions")
+    add_shared(p, "--model")
+    add_shared(p, "--device")
+    p.set_defaults(func=cmd_demo)
+
+    bench = add.group("bench", "benchmarks", "BENCH")
+    p = bench(
+        "engine",
+        "codehone's engine vs transformers and optimum, side by side",
+        "codehone's decode engine vs Hugging Face transformers (PyTorch eager) and optimum "
+        "ORTModelForCausalLM on random-weight models: time to first token, per-token decode "
+        "time, tokens/s, and greedy tokens checked against PyTorch's",
+    )
+    add_shared(
+        p,
+        "--device",
+        default="cuda",
+        choices=TORCH_DEVICES,
+        why="the engine's goals are stated for the H100",
+    )
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        help="default: gpt2-124m qwen2.5-coder-0.5b (cuda), gpt2-small qwen2-small (cpu)",
+    )
+    p.add_argument("--prompt-lengths", nargs="+", type=int, default=[512, 1500])
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        help=f"{' '.join(ALL_CONTENDERS)} (default: all that apply to the device)",
+    )
+    p.add_argument(
+        "--draft-tokens", type=int, default=DEFAULT_DRAFT_TOKENS, help="for codehone+spec"
+    )
+    p.add_argument("--cache-dir", help="where models are built (default ~/.cache/codehone/bench)")
+    add_shared(p, "--json")
+    add_shared(p, "--threads", note="for every contender")
+    p.set_defaults(func=cmd_bench_engine)
+
+    p = bench(
+        "lsp",
+        "end-to-end latency of the real server while a user types",
+        "start `codehone serve` over stdio, type a real file a keystroke at a time (50-150 ms "
+        "apart) with an inline-completion request after each, cancelling stale ones as editors "
+        "do; print p50/p95/p99 latency, cancellations and the prefix-cache hit rate",
+    )
+    add_shared(p, "--model")
+    p.add_argument("--file", help="source file to type (default: the stdlib's json/decoder.py)")
+    p.add_argument("--keystrokes", type=int, default=200)
+    p.add_argument("--context-tokens", type=int, default=1024, help="context before the cursor")
+    add_shared(p, "--device")
+    add_shared(p, "--seed", note="the typing rhythm")
+    add_shared(p, "--max-new-tokens")
+    p.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="prompt = exactly the last tokens before the cursor (anchorPrompt false), to compare",
+    )
+    add_shared(p, "--json")
+    p.set_defaults(func=cmd_bench_lsp)
