@@ -18,7 +18,6 @@ from codehone.core.providers import choose_provider
 from codehone_training.export.gguf import (
     completion_tokens,
     find_gguf,
-    import_gguf,
     is_gguf,
     read_gguf_info,
 )
@@ -123,8 +122,11 @@ def tiny_gguf(
 
 @pytest.fixture(scope="module")
 def imported(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`codehone export FOLDER --out DIR`, FOLDER holding the one GGUF."""
+    from codehone.cli import main
+
     out = tmp_path_factory.mktemp("imported") / "model"
-    import_gguf(tiny_gguf.parent, out)  # a folder holding one GGUF
+    assert main(["export", str(tiny_gguf.parent), "--out", str(out)]) == 0
     return out
 
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from codehone.core.command_line import TORCH_DEVICES, Commands, add_shared
+from codehone.core.errors import ExportError
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -78,11 +79,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from codehone_training.export.checkpoint import export_checkpoint
+    from codehone_training.export.gguf import import_gguf, is_gguf
 
     _setup_logging(args)
-    model_dir = export_checkpoint(
-        Path(args.checkpoint), Path(args.out), device=args.device, dtype=args.dtype
-    )
+    source = Path(args.checkpoint)
+    if is_gguf(source):
+        if args.dtype != "fp32":
+            raise ExportError("a GGUF is dequantized to fp32; export it without --dtype")
+        model_dir = import_gguf(source, Path(args.out), device=args.device)
+    else:
+        model_dir = export_checkpoint(source, Path(args.out), device=args.device, dtype=args.dtype)
     verification = model_dir.manifest.provenance.verification
     print(
         f"exported {args.checkpoint} -> {model_dir.root} ({model_dir.manifest.architecture}, "
@@ -165,8 +171,15 @@ def add_model_commands(add: Commands) -> None:
     p.add_argument("--quantize-bits", type=int, choices=[4, 8], help="weight-only int8/int4 (CPU)")
     p.set_defaults(func=cmd_pretrain)
 
-    p = add("export", "export a Hugging Face checkpoint to a verified model directory")
-    p.add_argument("checkpoint")
+    p = add(
+        "export",
+        "export a Hugging Face checkpoint or a GGUF file to a verified model directory",
+    )
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint folder, a .gguf file, or a folder holding one .gguf (its dequantized "
+        "checkpoint is kept in OUT/checkpoint, a base for codehone tune)",
+    )
     p.add_argument("--out", required=True)
     add_shared(
         p,
