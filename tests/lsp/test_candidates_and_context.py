@@ -18,7 +18,7 @@ from codehone.core.completion import (
     Neighbor,
     SamplingOptions,
 )
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer

@@ -20,7 +20,7 @@ from lsp_wire import stop_client
 from lsprotocol import types
 
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer

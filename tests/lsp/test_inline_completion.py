@@ -8,7 +8,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from codehone.core.completion import Completer, CompletionOptions, CursorContext
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.text_positions import offset_at

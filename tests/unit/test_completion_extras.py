@@ -140,7 +140,7 @@ def test_sampler_is_seeded_and_greedy_at_zero_temperature() -> None:
 
 
 def test_candidates_in_process(model: ModelDir, tokenizer: TextTokenizer) -> None:
-    from codehone.core.engine import Engine
+    from codehone.core.engine.session import Engine
 
     def run(sampling: SamplingOptions | None) -> list[str]:
         completer = Completer(Engine(model, choose_provider("cpu")), tokenizer)

@@ -24,7 +24,7 @@ from codehone.core.completion import (
     prompt_budget,
     skip_reason,
 )
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.healing import MAX_HEALED_TOKENS
 from codehone.core.model_dir import Manifest, ModelDir
 from codehone.core.providers import ProviderChoice, choose_provider

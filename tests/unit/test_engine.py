@@ -9,18 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engines import PROMPT, recompute_greedy
+from engines import engine as make_engine
 
-from codehone.core.engine import Engine, StopConditions
+from codehone.core.engine.protocol import StopConditions
 from codehone.core.errors import GenerationError
-from codehone.core.model_dir import load_model_dir
-from codehone.core.providers import choose_provider
 
 FAMILIES = ["gpt2", "llama", "qwen2", "gpt_bigcode", "codegen"]
-PROMPT = [12, 40, 7, 99, 150, 3, 200, 41, 42, 43, 44, 300, 17]
-
-
-def make_engine(model: Path) -> Engine:
-    return Engine(load_model_dir(model), choose_provider("cpu"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -28,7 +23,7 @@ def test_cached_decoding_equals_full_recompute(family: str, tiny_model: Callable
     engine = make_engine(tiny_model(family))
     cached = engine.generate(PROMPT, StopConditions(max_new_tokens=24))
     assert cached.stop_reason == "max_tokens"
-    assert cached.token_ids == engine.generate_without_cache(PROMPT, 24)
+    assert cached.token_ids == recompute_greedy(engine, PROMPT, 24)
 
 
 def test_cached_logits_match_recompute_closely(tiny_model_dir: Path):

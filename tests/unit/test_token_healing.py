@@ -12,7 +12,7 @@ import pytest
 from engines import PROMPT, ScriptedEngine, engine
 
 from codehone.core.completion import Completer, CompletionOptions, CursorContext, build_prompt
-from codehone.core.engine import StopConditions
+from codehone.core.engine.protocol import StopConditions
 from codehone.core.healing import TokenHealer, constrained_choice
 from codehone.core.model_dir import ModelDir, load_model_dir
 from codehone.core.providers import choose_provider

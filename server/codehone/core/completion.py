@@ -21,7 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from codehone.core.engine import Engine, Generation, StopConditions
+from codehone.core.engine.protocol import Generation, StopConditions
+from codehone.core.engine.session import Engine
 from codehone.core.fim import fim_prompt_ids
 from codehone.core.healing import Healing, TokenHealer
 from codehone.core.model_dir import Manifest

@@ -25,7 +25,7 @@ from codehone.core.completion import (
     CursorContext,
     SamplingOptions,
 )
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.errors import GenerationError
 from codehone.core.model_dir import ModelDir
 from codehone.core.providers import Device, ProviderChoice, choose_provider
