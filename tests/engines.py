@@ -20,7 +20,7 @@ CPU = choose_provider("cpu")
 
 
 def engine(model: Path, **options: object) -> Engine:
-    return Engine(load_model_dir(model), CPU, **options)
+    return Engine(load_model_dir(model), CPU, **options)  # type: ignore[arg-type]
 
 
 def recompute_greedy(engine: DecodeEngine[Any], prompt_ids: Sequence[int], n: int) -> list[int]:

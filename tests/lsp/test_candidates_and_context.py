@@ -11,13 +11,9 @@ from lsp_session import capabilities, complete, inline, open_document, start, te
 from lsp_wire import stop_client
 from lsprotocol import types
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CursorContext,
-    Neighbor,
-    SamplingOptions,
-)
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext, Neighbor
+from codehone.core.completion.options import CompletionOptions, SamplingOptions
 from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider

@@ -7,7 +7,9 @@ from pathlib import Path
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from codehone.core.completion import Completer, CompletionOptions, CursorContext
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
 from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider

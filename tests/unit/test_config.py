@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from codehone.core.completion import CompletionOptions
+from codehone.core.completion.options import CompletionOptions
 from codehone.lsp.config import completion_options_from
 
 DEFAULTS = CompletionOptions()

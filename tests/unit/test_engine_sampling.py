@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from engines import PROMPT, engine
 
-from codehone.core.completion import make_sampler
+from codehone.core.completion.sampling import make_sampler
 from codehone.core.engine.protocol import StopConditions
 
 

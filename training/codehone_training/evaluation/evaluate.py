@@ -30,12 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CursorContext,
-    build_prompt,
-)
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.prompt import build_prompt
 from codehone.core.engine.protocol import DecodeEngine, StopConditions
 from codehone.core.tokenizer import TextTokenizer
 from codehone_training.base_model import resolve_model
@@ -115,7 +113,7 @@ def load_model(path: Path, device: str = "auto") -> LoadedModel:
         from codehone.core.model_dir import load_model_dir
         from codehone.core.providers import choose_provider
 
-        engine: DecodeEngine[Any] = Engine(load_model_dir(ref.model_dir), choose_provider(device))
+        engine: DecodeEngine[Any] = Engine(load_model_dir(ref.model_dir), choose_provider(device))  # type: ignore[arg-type]
     else:
         import torch
 

@@ -80,7 +80,7 @@ class KVCropper:
         from onnx import TensorProto, helper
 
         elem = TensorProto.FLOAT16 if self.kv.dtype == "float16" else TensorProto.FLOAT
-        shape = [1, self.kv.num_kv_heads, "past", self.kv.head_size]
+        shape: list[str | int] = [1, self.kv.num_kv_heads, "past", self.kv.head_size]
         nodes = [
             helper.make_node("Slice", [f"x{i}", "zero", "length", "axis"], [f"y{i}"])
             for i in range(count)
