@@ -4,13 +4,10 @@ capabilities, status as plain JSON, waiting for the server's background work."""
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
-from lsp_wire import serve_command
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 
 def plain(value: Any) -> Any:
@@ -37,14 +34,6 @@ async def wait_idle(client: LanguageClient, timeout: float = 120) -> dict[str, A
             return current
         assert asyncio.get_running_loop().time() < deadline, f"still busy: {current}"
         await asyncio.sleep(0.05)
-
-
-async def start(model_dir: Path, *extra: str, env: dict[str, str] | None = None) -> LanguageClient:
-    config = ClientServerConfig(
-        server_command=serve_command(model_dir, *extra),
-        server_env={**os.environ, **env} if env else None,
-    )
-    return await config.start()  # type: ignore[return-value]
 
 
 def capabilities(

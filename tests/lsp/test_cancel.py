@@ -4,18 +4,21 @@ RequestCancelled (-32800) at once, and the server keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from lsp_session import capabilities, complete, inline, open_document, start, wait_idle
-from lsp_wire import stop_client
+from lsp_session import capabilities, complete, inline, open_document, wait_idle
+from lsp_wire import start_client, stop_client
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 URI = "file:///project/cancel.py"
 TEXT = "import os\n\n\ndef main():\n    path = os.path.join(\n"
 REQUEST_CANCELLED = -32800
+SLOW_SERVE = Path(__file__).with_name("slow_serve.py")
 
 
 async def send_then_cancel(client, method: str, params: object) -> Exception:  # type: ignore[no-untyped-def]
@@ -37,10 +40,16 @@ def completion_params() -> types.CompletionParams:
     )
 
 
+async def start_slow(model_dir: Path) -> LanguageClient:
+    """The server with an engine that waits before every generation (a wait a cancel ends)."""
+    command = [sys.executable, str(SLOW_SERVE), "serve", "--model", str(model_dir)]
+    return await ClientServerConfig(server_command=command).start()  # type: ignore[return-value]
+
+
 async def test_cancelling_a_request_running_on_the_model(tiny_model_dir: Path):
-    # Every request pauses on the model's worker (a test-only hook a cancel ends), so the
-    # one below is surely running inference when the cancel arrives.
-    client = await start(tiny_model_dir, env={"CODEHONE_TEST_DELAY_MS": "3000"})
+    # Every request waits on the model's worker before it decodes, so the one below is surely
+    # running there when the cancel arrives.
+    client = await start_slow(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(capabilities=capabilities(), process_id=None)
@@ -59,7 +68,7 @@ async def test_cancelling_a_request_running_on_the_model(tiny_model_dir: Path):
 
 
 async def test_cancelling_a_request_waiting_in_the_debounce(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lsp_session import capabilities, complete, inline, open_document, start, texts, wait_idle
-from lsp_wire import stop_client
+from lsp_session import capabilities, complete, inline, open_document, texts, wait_idle
+from lsp_wire import start_client, stop_client
 from lsprotocol import types
 
 from codehone.core.completion.completer import Completer
@@ -42,7 +42,7 @@ def offset_of(text: str, line: int, character: int) -> int:
 
 async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path):
     sampling = {"candidates": 3, "temperature": 1.0, "seed": 7}
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(
@@ -82,7 +82,7 @@ async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path)
 
 
 async def test_other_documents_of_the_same_language_as_context(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(
@@ -126,7 +126,7 @@ async def test_other_documents_of_the_same_language_as_context(tiny_model_dir: P
 async def test_items_are_clean(tiny_model_dir: Path):
     """Whatever a random model generates: no control characters, no empty or whitespace-only
     item, no line repeated three times in a row, a detail naming codehone."""
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(

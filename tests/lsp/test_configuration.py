@@ -13,10 +13,9 @@ from lsp_session import (
     inline,
     open_document,
     record_registrations,
-    start,
     wait_idle,
 )
-from lsp_wire import stop_client
+from lsp_wire import start_client, stop_client
 from lsprotocol import types
 
 from codehone.core.completion.completer import Completer
@@ -48,7 +47,7 @@ def warnings_about(client, word: str) -> list[str]:  # type: ignore[no-untyped-d
 
 
 async def test_pulled_configuration_over_initialization_options(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     registered = record_registrations(client)
     client.set_configuration(
         {"maxNewTokens": 5, "candidates": "many", "debounceMs": 20}, section="codehone"
@@ -95,7 +94,9 @@ async def test_pulled_configuration_over_initialization_options(tiny_model_dir: 
 
 
 async def test_pushed_settings_wrapped_or_bare(tiny_model_dir: Path):
-    client = await start(tiny_model_dir, "--stdio")  # editors pass --stdio: accepted, ignored
+    client = await start_client(
+        tiny_model_dir, "--stdio"
+    )  # editors pass --stdio: accepted, ignored
     try:
         await client.initialize_session(
             types.InitializeParams(capabilities=capabilities(), process_id=None)
@@ -128,7 +129,7 @@ async def test_pushed_settings_wrapped_or_bare(tiny_model_dir: Path):
 
 
 async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_model_dir: Path):
-    client = await start(tiny_model_dir)
+    client = await start_client(tiny_model_dir)
     try:
         await client.initialize_session(
             types.InitializeParams(

@@ -15,10 +15,9 @@ from lsp_session import (
     complete,
     open_document,
     record_registrations,
-    start,
     wait_idle,
 )
-from lsp_wire import stop_client
+from lsp_wire import start_client, stop_client
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
@@ -84,7 +83,7 @@ async def test_per_folder_models_and_live_swaps(
     )
     (d / ".codehone.toml").write_text(f'model = "{llama}"\n')
 
-    client = await start(gpt2)
+    client = await start_client(gpt2)
     registered = record_registrations(client)
     try:
         await client.initialize_session(

@@ -9,7 +9,6 @@ completion's text after the cursor, post-processed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,11 +30,6 @@ from codehone.core.engine.protocol import DecodeEngine, Generation, Sampler, Sto
 from codehone.core.healing import TokenHealer
 from codehone.core.tokenizer import TextTokenizer
 
-# Tests of cancellation need a request that is surely still running on the model's worker when
-# the cancel arrives: this pauses each one before decoding (a pause that a cancel ends). Never
-# set it outside tests.
-_TEST_DELAY_S = float(os.environ.get("CODEHONE_TEST_DELAY_MS", "0") or 0) / 1000
-
 
 @dataclass
 class CompletionOutcome:
@@ -54,12 +48,6 @@ class CompletionOutcome:
     def texts(self) -> list[str]:
         """Every candidate, the greedy one first."""
         return ([self.text] if self.text is not None else []) + self.alternatives
-
-
-def _test_pause(seconds: float, cancel: threading.Event | None) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not (cancel is not None and cancel.is_set()):
-        time.sleep(0.01)
 
 
 @dataclass
@@ -96,8 +84,6 @@ class Completer:
             return CompletionOutcome(None, reason)
         prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, self.healer)
         prompt_ms = (time.perf_counter() - started) * 1000
-        if _TEST_DELAY_S:
-            _test_pause(_TEST_DELAY_S, cancel)
         deadline = time.monotonic() + options.time_budget_ms / 1000
         greedy = self._candidate(ctx, prompt, options, deadline, cancel, None)
         generation = greedy.generation
