@@ -34,7 +34,8 @@ from codehone.core.healing import constrained_choice
 @dataclass
 class Step(Generic[CacheT]):
     """What one model call yielded: its tokens in order (the draft tokens it confirmed, then the
-    model's own next token) and the cache holding every token fed before the last one."""
+    model's own next token) and the cache, which holds all of them but the last (the next step
+    feeds that one)."""
 
     tokens: list[int]
     cache: CacheT
