@@ -1,13 +1,17 @@
-"""Engines the tests share: the tiny models loaded on the CPU, and a scripted stand-in."""
+"""Engines the tests share: the tiny models loaded on the CPU, a scripted stand-in, and the
+reference decoding cached decoding is checked against."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from codehone.core.engine import Engine, KVCache
+from codehone.core.engine.kv_cache import KVCache
+from codehone.core.engine.protocol import DecodeEngine
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import ModelDir, load_model_dir
 from codehone.core.providers import ProviderChoice, choose_provider
 
@@ -17,6 +21,15 @@ CPU = choose_provider("cpu")
 
 def engine(model: Path, **options: object) -> Engine:
     return Engine(load_model_dir(model), CPU, **options)  # type: ignore[arg-type]
+
+
+def recompute_greedy(engine: DecodeEngine[Any], prompt_ids: Sequence[int], n: int) -> list[int]:
+    """Greedy decoding without a cache: the whole sequence recomputed at every step."""
+    sequence = list(prompt_ids)
+    for _ in range(n):
+        logits, _ = engine.forward(sequence, engine.empty_cache())
+        sequence.append(int(np.argmax(logits)))
+    return sequence[len(prompt_ids) :]
 
 
 class ScriptedEngine(Engine):

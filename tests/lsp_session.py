@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ from codehone.check.client import EditorSession, serve_command
 
 
 async def start(
-    model_dir: Path | None, *extra: str, env: dict[str, str] | None = None
+    model_dir: Path | None,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] | None = None,
 ) -> EditorSession:
     """``codehone serve`` on ``model_dir`` (None: no --model) with ``extra`` arguments, not yet
-    initialized: each test initializes with the capabilities it needs."""
+    initialized: each test initializes with the capabilities it needs. ``prefix`` replaces
+    ``python -m codehone serve`` (a test double of the server, like lsp/slow_serve.py)."""
     config = ClientServerConfig(
-        server_command=serve_command(model_dir, extra=extra),
+        server_command=serve_command(model_dir, extra=extra, prefix=prefix),
         server_env={**os.environ, **env} if env else None,
     )
     return EditorSession(await config.start(), drain_stderr=False)  # pytest-lsp reads stderr

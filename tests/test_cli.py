@@ -16,9 +16,11 @@ import pytest
 from codehone.cli import build_parser
 from codehone.core import default_model
 from codehone.core.command_line import SHARED, add_shared
-from codehone.core.completion import Completer, CompletionOptions, CursorContext
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
 from codehone.core.default_model import model_or_default
-from codehone.core.engine import Engine
+from codehone.core.engine.session import Engine
 from codehone.core.errors import CodehoneError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider

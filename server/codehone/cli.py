@@ -56,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from codehone.core.completion import CompletionOptions, CursorContext
+    from codehone.core.completion.cursor import CursorContext
+    from codehone.core.completion.options import CompletionOptions
     from codehone.core.logging_setup import setup_logging
     from codehone.core.model_dir import load_model_dir
     from codehone.core.text_positions import offset_at

@@ -23,8 +23,10 @@ import pytest
 
 from codehone.check.report import preview
 from codehone.cli import main
-from codehone.core.completion import Completer, CompletionOptions, CursorContext
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer

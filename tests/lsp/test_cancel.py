@@ -4,6 +4,7 @@ RequestCancelled (-32800) at once, and the server keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from codehone.check.client import EditorSession, Kind
 URI = "file:///project/cancel.py"
 TEXT = "import os\n\n\ndef main():\n    path = os.path.join(\n"
 REQUEST_CANCELLED = -32800
+SLOW_SERVE = Path(__file__).with_name("slow_serve.py")
 
 
 async def send_then_cancel(session: EditorSession, kind: Kind, automatic: bool) -> Exception:
@@ -30,9 +32,10 @@ async def send_then_cancel(session: EditorSession, kind: Kind, automatic: bool) 
 
 
 async def test_cancelling_a_request_running_on_the_model(tiny_model_dir: Path):
-    # Every request pauses on the model's worker (a test-only hook a cancel ends), so the
-    # one below is surely running inference when the cancel arrives.
-    session = await start(tiny_model_dir, env={"CODEHONE_TEST_DELAY_MS": "3000"})
+    # Every request waits on the model's worker before it decodes (the slow engine of
+    # slow_serve.py, a wait a cancel ends), so the one below is surely running there when the
+    # cancel arrives.
+    session = await start(tiny_model_dir, prefix=[sys.executable, str(SLOW_SERVE), "serve"])
     try:
         await session.initialize(capabilities=capabilities())
         await wait_idle(session)

@@ -9,14 +9,10 @@ from pathlib import Path
 
 from lsp_session import capabilities, complete, inline, start, texts, wait_idle
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CursorContext,
-    Neighbor,
-    SamplingOptions,
-)
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext, Neighbor
+from codehone.core.completion.options import CompletionOptions, SamplingOptions
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer

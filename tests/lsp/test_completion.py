@@ -10,8 +10,10 @@ from lsp_session import start
 from lsprotocol import types
 
 from codehone.check.client import EditorSession
-from codehone.core.completion import Completer, CompletionOptions, CursorContext
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.text_positions import offset_at

@@ -11,8 +11,10 @@ from lsp_session import capabilities, complete, inline, start, wait_idle
 from lsprotocol import types
 
 from codehone.check.client import EditorSession
-from codehone.core.completion import Completer, CompletionOptions, CursorContext
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.engine.session import Engine
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider
 from codehone.core.tokenizer import TextTokenizer

@@ -160,7 +160,7 @@ def test_model_dir_and_checkpoint_score_alike(
 def test_line_completion_goes_through_the_servers_completer(
     data_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codehone.core.completion import Completer
+    from codehone.core.completion.completer import Completer
 
     seen: list[tuple[str, object]] = []
     real = Completer.complete

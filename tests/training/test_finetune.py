@@ -86,7 +86,7 @@ def test_lora_merge_then_export_equals_the_merged_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codehone.core.engine import Engine
+    from codehone.core.engine.session import Engine
     from codehone.core.model_dir import load_model_dir
     from codehone.core.providers import choose_provider
     from codehone_training.export.checkpoint import export_checkpoint

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codehone.core.engine import Engine, StopConditions
+from codehone.core.engine.protocol import StopConditions
+from codehone.core.engine.session import Engine
 from codehone.core.errors import ExportError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.providers import choose_provider

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codehone.core.completion import CompletionOptions, CursorContext, build_prompt
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.prompt import build_prompt
 from codehone.core.errors import TrainingError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.tokenizer import TextTokenizer

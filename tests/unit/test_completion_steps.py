@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 from engines import ScriptedEngine
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CursorContext,
-    Prompt,
-    build_prompt,
-    choose_mode,
-    cut_completion,
-    postprocess,
-    prefix_token_ids,
-    prompt_budget,
-    skip_reason,
-)
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext, choose_mode, skip_reason
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.postprocess import cut_completion, postprocess
+from codehone.core.completion.prompt import Prompt, build_prompt, prefix_token_ids, prompt_budget
+from codehone.core.engine.session import Engine
 from codehone.core.healing import MAX_HEALED_TOKENS
 from codehone.core.model_dir import Manifest, ModelDir
 from codehone.core.providers import ProviderChoice, choose_provider
@@ -617,9 +609,7 @@ def test_single_line_completion_stops_at_the_newline(
     model: ModelDir, cpu: ProviderChoice, tokenizer: TextTokenizer
 ) -> None:
     engine = scripted(model, cpu, tokenizer, "foo(1)\n    bar()\n    baz()\n")
-    outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), AUTO
-    )
+    outcome = Completer(engine, tokenizer).complete(cursor_at_end("x = "), AUTO)
     assert outcome.text == "foo(1)"
     assert outcome.reason == "stop_rule"
     # it stopped as soon as the newline arrived (the first token that holds it), not at max tokens
@@ -712,7 +702,8 @@ def test_deadline_during_generation_keeps_what_was_made(
     script_text = "alpha + beta + gamma + delta"
     engine = scripted(model, cpu, tokenizer, script_text, on_step=tick)
     outcome = Completer(engine, tokenizer).complete(
-        cursor_at_end("x = "), CompletionOptions(fim=False, time_budget_ms=2500, token_healing=False)
+        cursor_at_end("x = "),
+        CompletionOptions(fim=False, time_budget_ms=2500, token_healing=False),
     )
     assert outcome.reason == "deadline"
     assert outcome.new_tokens == 3

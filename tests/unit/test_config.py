@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from codehone.core.completion import CompletionOptions
+from codehone.core.completion.options import CompletionOptions
 from codehone.lsp.config import ServerOptions, server_options_from
 
 DEFAULTS = CompletionOptions()

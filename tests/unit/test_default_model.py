@@ -81,7 +81,8 @@ def test_the_shipped_model_carries_a_checkpoint_to_fine_tune() -> None:
 
 
 def test_the_server_pipeline_completes_with_the_shipped_model() -> None:
-    from codehone.core.completion import CompletionOptions, CursorContext
+    from codehone.core.completion.cursor import CursorContext
+    from codehone.core.completion.options import CompletionOptions
     from codehone.lsp.models.service import ModelService
 
     text = "import os\n\n\ndef read_file(path):\n    with open(path) as f:\n        return f.\n"

@@ -1,4 +1,5 @@
-"""The decode loop: cached decoding equals a full recompute; every stop condition works."""
+"""The decode loop: cached decoding equals a full recompute, every stop condition works, and
+the PyTorch engine runs the same loop."""
 
 from __future__ import annotations
 
@@ -9,18 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engines import PROMPT, recompute_greedy
+from engines import engine as make_engine
 
-from codehone.core.engine import Engine, StopConditions
+from codehone.core.engine.protocol import StopConditions
 from codehone.core.errors import GenerationError
-from codehone.core.model_dir import load_model_dir
-from codehone.core.providers import choose_provider
 
 FAMILIES = ["gpt2", "llama", "qwen2", "gpt_bigcode", "codegen"]
-PROMPT = [12, 40, 7, 99, 150, 3, 200, 41, 42, 43, 44, 300, 17]
-
-
-def make_engine(model: Path) -> Engine:
-    return Engine(load_model_dir(model), choose_provider("cpu"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -28,7 +24,7 @@ def test_cached_decoding_equals_full_recompute(family: str, tiny_model: Callable
     engine = make_engine(tiny_model(family))
     cached = engine.generate(PROMPT, StopConditions(max_new_tokens=24))
     assert cached.stop_reason == "max_tokens"
-    assert cached.token_ids == engine.generate_without_cache(PROMPT, 24)
+    assert cached.token_ids == recompute_greedy(engine, PROMPT, 24)
 
 
 def test_cached_logits_match_recompute_closely(tiny_model_dir: Path):
@@ -96,3 +92,36 @@ def test_context_limits(tiny_model_dir: Path):
     near_full = engine.generate([5] * (context - 3), StopConditions(max_new_tokens=10))
     assert near_full.stop_reason == "context_full"
     assert len(near_full.token_ids) == 4  # the last one is read off position context - 1
+
+
+def test_torch_engine_runs_the_same_loop(
+    tiny_model_dir: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    """The evaluator's PyTorch engine provides only the model calls: generation, stopping and
+    sampling are the ONNX engine's own, token for token."""
+    from codehone_training.evaluation.torch_engine import TorchEngine
+
+    onnx_engine, torch_engine = make_engine(tiny_model_dir), TorchEngine(tiny_checkpoint("gpt2"))
+    free = onnx_engine.generate(PROMPT, StopConditions(max_new_tokens=12)).token_ids
+    context = onnx_engine.manifest.context_length
+    assert torch_engine.manifest.context_length == context
+    cases = [
+        (PROMPT, StopConditions(max_new_tokens=12)),
+        (PROMPT, StopConditions(max_new_tokens=12, stop_token_ids=frozenset({free[4]}))),
+        (PROMPT, StopConditions(max_new_tokens=12, stop_rule=lambda ids: len(ids) == 3)),
+        ([5] * (context - 3), StopConditions(max_new_tokens=10)),
+    ]
+    for prompt, stop in cases:
+        expected = onnx_engine.generate(prompt, stop)
+        got = torch_engine.generate(prompt, stop)
+        assert (got.token_ids, got.stop_reason, got.steps) == (
+            expected.token_ids,
+            expected.stop_reason,
+            expected.steps,
+        )
+    argmax = torch_engine.generate(
+        PROMPT, StopConditions(max_new_tokens=12), sample=lambda logits: int(np.argmax(logits))
+    )
+    assert argmax.token_ids == free
+    with pytest.raises(GenerationError, match="does not fit"):
+        torch_engine.generate([5] * context, StopConditions())

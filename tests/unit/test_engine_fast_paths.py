@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engines import PROMPT, engine
+from engines import PROMPT, engine, recompute_greedy
 
-from codehone.core.engine import StopConditions, prompt_lookup_draft
+from codehone.core.engine.protocol import StopConditions
+from codehone.core.engine.speculation import prompt_lookup_draft
 from codehone.core.errors import ModelDirError
 from codehone.core.model_dir import MANIFEST_NAME, load_model_dir
 from codehone.core.providers import choose_provider
@@ -54,7 +55,7 @@ def test_fused_graph_greedy_equals_pytorch_and_export(
     assert fused.generate(PROMPT, StopConditions(max_new_tokens=24)).token_ids == reference
     exported = engine(tiny_model(family))
     assert exported.generate(PROMPT, StopConditions(max_new_tokens=24)).token_ids == reference
-    assert fused.generate_without_cache(PROMPT, 6) == reference[:6]
+    assert recompute_greedy(fused, PROMPT, 6) == reference[:6]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "qwen2"])
@@ -162,14 +163,16 @@ def test_speculation_keeps_every_stop_condition(fused_model: Callable[[str], Pat
 def test_static_decode_step_as_captured_by_cuda_graphs(fused_model: Callable[[str], Path]):
     """A CUDA graph replays the decode step with total_sequence_length fixed at the buffer's
     length (GroupQueryAttention then reads the real length from seqlens_k): same tokens."""
-    from codehone.core.engine import _DecodeStep
+    from codehone.core.engine.fused_step import FusedDecodeStep
 
     model = fused_model("qwen2")
     expected = engine(model).generate(PROMPT, StopConditions(max_new_tokens=20)).token_ids
     static = engine(model)
     static.generate(PROMPT[:2], StopConditions(max_new_tokens=1))  # allocates the buffers
     assert static._buffers is not None
-    static._decode_step = _DecodeStep(static, static._buffers, static_total=True)
+    static._decode_step = FusedDecodeStep(
+        static.session, static.manifest, "cpu", static._buffers, cuda_graph=False, static_total=True
+    )
     assert static.generate(PROMPT, StopConditions(max_new_tokens=20)).token_ids == expected
 
 

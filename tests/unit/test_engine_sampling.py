@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from engines import PROMPT, engine
 
-from codehone.core.completion import make_sampler
-from codehone.core.engine import StopConditions
+from codehone.core.completion.sampling import make_sampler
+from codehone.core.engine.protocol import StopConditions
 
 
 def argmax(logits: np.ndarray) -> int:

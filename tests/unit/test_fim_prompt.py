@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codehone.core.completion import (
-    CompletionOptions,
-    CursorContext,
-    build_prompt,
-    prompt_budget,
-    suffix_token_ids,
-)
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.prompt import build_prompt, prompt_budget, suffix_token_ids
 from codehone.core.fim import fim_prompt_ids, fim_text
 from codehone.core.tokenizer import TextTokenizer
 
@@ -66,9 +62,7 @@ def test_fim_budget_and_fallbacks(model, tokenizer: TextTokenizer):
     fim = model.manifest.special_tokens.fim
     not_in_prompts = replace(
         model.manifest,
-        special_tokens=replace(
-            model.manifest.special_tokens, fim=replace(fim, in_prompts=False)
-        ),
+        special_tokens=replace(model.manifest.special_tokens, fim=replace(fim, in_prompts=False)),
     )
     plain = build_prompt(ctx, tokenizer, not_in_prompts, options)
     assert not plain.fim

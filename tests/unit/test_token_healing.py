@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from engines import PROMPT, ScriptedEngine, engine
 
-from codehone.core.completion import Completer, CompletionOptions, CursorContext, build_prompt
-from codehone.core.engine import StopConditions
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.prompt import build_prompt
+from codehone.core.engine.protocol import StopConditions
 from codehone.core.healing import TokenHealer, constrained_choice
 from codehone.core.model_dir import ModelDir, load_model_dir
 from codehone.core.providers import choose_provider
@@ -97,7 +100,9 @@ def test_torch_engine_honours_the_constraint(tiny_checkpoint: Callable[[str], Pa
     forced = np.array([(greedy[0] + 3) % 500])
     result = e.generate(PROMPT, stop, first_token_ids=forced).token_ids
     assert result[0] == forced[0]
-    assert result[1:] == e.generate([*PROMPT, result[0]], StopConditions(max_new_tokens=5)).token_ids
+    assert (
+        result[1:] == e.generate([*PROMPT, result[0]], StopConditions(max_new_tokens=5)).token_ids
+    )
 
 
 def test_completer_heals_the_prompt_and_returns_only_what_follows_the_cursor(
@@ -156,7 +161,16 @@ def test_fim_prompt_heals_the_prefix(tiny_model: Callable[[str], Path]) -> None:
 
 def test_extensions_are_found_by_binary_search_at_the_byte_edges() -> None:
     healer = TokenHealer(
-        {1: b"a", 2: b"ab", 3: b"abc", 4: b"b", 5: b"a\xff", 6: b"a\xff\x01", 7: b"\xff", 8: b"\xff\xff"}
+        {
+            1: b"a",
+            2: b"ab",
+            3: b"abc",
+            4: b"b",
+            5: b"a\xff",
+            6: b"a\xff\x01",
+            7: b"\xff",
+            8: b"\xff\xff",
+        }
     )
 
     def found(prefix: bytes) -> set[int]:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
+from codehone.core.engine.protocol import Sampler
 from codehone.core.tokenizer import TextTokenizer
 
 _SENTENCEPIECE_SPACE = "\u2581"
@@ -63,7 +64,7 @@ def _byte_level_alphabet() -> dict[str, int]:
 
 
 def _decoder_kind(tokenizer: TextTokenizer) -> str | None:
-    """"byte_level", "sentencepiece" or None (a decoder healing does not understand)."""
+    """ "byte_level", "sentencepiece" or None (a decoder healing does not understand)."""
     raw_decoder = tokenizer.raw.decoder
     decoder = json.loads(raw_decoder.__getstate__()) if raw_decoder is not None else {}
     kinds = [d.get("type") for d in decoder.get("decoders", [])] or [decoder.get("type")]
@@ -156,7 +157,7 @@ class TokenHealer:
 
 
 def constrained_choice(
-    logits: np.ndarray, allowed: np.ndarray, sample: Callable[[np.ndarray], int] | None = None
+    logits: np.ndarray, allowed: np.ndarray, sample: Sampler | None = None
 ) -> int:
     """The greedy (or, with ``sample``, a sampled) token among ``allowed`` only."""
     if sample is None:

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from codehone.core.completion import CompletionOptions, SamplingOptions
+from codehone.core.completion.options import CompletionOptions, SamplingOptions
 from codehone.core.converters import strict_converter
 
 log = logging.getLogger("codehone.config")

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from codehone.core.completion import Neighbor
+from codehone.core.completion.cursor import Neighbor
 
 MAX_NEIGHBORS = 4  # more would rarely fit the budget, and each costs tokenizing its text
 _HASH_COMMENT = "#"

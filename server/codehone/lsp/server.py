@@ -23,7 +23,7 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from codehone import __version__
-from codehone.core.completion import CursorContext
+from codehone.core.completion.cursor import CursorContext
 from codehone.core.errors import CodehoneError
 from codehone.core.providers import Device
 from codehone.core.text_positions import PositionError, offset_at

@@ -48,7 +48,8 @@ ALL_CONTENDERS = (
     "codehone+graph",
     "codehone+spec",
 )
-DEFAULT_DRAFT_TOKENS = 6
+# Draft tokens per step of the codehone+spec contender (the engine's own default drafts none).
+BENCH_DRAFT_TOKENS = 6
 
 
 def _shapes(device: str) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class BenchConfig:
     repeats: int = 5
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "codehone" / "bench")
     contenders: list[str] = field(default_factory=list)  # default: all for the device
-    draft_tokens: int = DEFAULT_DRAFT_TOKENS
+    draft_tokens: int = BENCH_DRAFT_TOKENS
     json_path: Path | None = None
     threads: int | None = None  # CPU threads for every contender (default: each library's)
 
@@ -274,7 +275,8 @@ def _codehone_contender(
     cuda_graph: bool = False,
     threads: int | None = None,
 ) -> Contender:
-    from codehone.core.engine import Engine, StopConditions
+    from codehone.core.engine.protocol import StopConditions
+    from codehone.core.engine.session import Engine
     from codehone.core.model_dir import load_model_dir
     from codehone.core.providers import choose_provider
 
@@ -370,7 +372,7 @@ def measure(contender: Contender, shape: str, prompt: list[int], config: BenchCo
 def measure_typing(contender: Contender, shape: str, prompt: list[int], config: BenchConfig) -> Row:
     """codehone's time to first token when the new prompt shares all but its last 1-8 tokens
     with the previous request (prefix reuse)."""
-    from codehone.core.engine import StopConditions
+    from codehone.core.engine.protocol import StopConditions
 
     engine = contender.engine
     vocab = engine.manifest.vocab_size

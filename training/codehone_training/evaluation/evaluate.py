@@ -30,13 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CursorContext,
-    build_prompt,
-)
-from codehone.core.engine import StopConditions
+from codehone.core.completion.completer import Completer
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.prompt import build_prompt
+from codehone.core.engine.protocol import DecodeEngine, StopConditions
 from codehone.core.tokenizer import TextTokenizer
 from codehone_training.base_model import resolve_model
 from codehone_training.data.prepare import SourceFile, load_dataset, load_split
@@ -103,7 +101,7 @@ def exact_match(prediction: str, target: str) -> bool:
 class LoadedModel:
     path: Path
     kind: str  # model_dir | checkpoint
-    engine: Any  # codehone.core.engine.Engine or TorchEngine
+    engine: DecodeEngine[Any]  # the ONNX Engine or the PyTorch TorchEngine
     tokenizer: TextTokenizer
     completer: Completer
 
@@ -111,11 +109,11 @@ class LoadedModel:
 def load_model(path: Path, device: str = "auto") -> LoadedModel:
     ref = resolve_model(path)
     if ref.model_dir is not None:
-        from codehone.core.engine import Engine
+        from codehone.core.engine.session import Engine
         from codehone.core.model_dir import load_model_dir
         from codehone.core.providers import choose_provider
 
-        engine: Any = Engine(load_model_dir(ref.model_dir), choose_provider(device))  # type: ignore[arg-type]
+        engine: DecodeEngine[Any] = Engine(load_model_dir(ref.model_dir), choose_provider(device))  # type: ignore[arg-type]
     else:
         import torch
 
@@ -178,7 +176,7 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - peak - np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))
 
 
-def sequence_bits(engine: Any, ids: list[int], window: int) -> float:
+def sequence_bits(engine: DecodeEngine[Any], ids: list[int], window: int) -> float:
     """Negative log2-likelihood of ``ids[1:]`` given what precedes each token, with a sliding
     window of ``window`` tokens advancing by half a window (each token scored once)."""
     stride = max(1, window // 2)

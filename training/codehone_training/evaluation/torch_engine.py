@@ -1,14 +1,14 @@
 """A PyTorch stand-in for the server's ONNX ``Engine``, so a checkpoint can be evaluated
 through the server's own ``Completer`` without exporting it first.
 
-It offers what ``Completer`` and the evaluator use: ``manifest`` (built from the checkpoint's
-config and tokenizer exactly as the export would build it), ``empty_cache``, ``forward`` and
-``generate`` (greedy, with the KV cache, honouring the same ``StopConditions``).
+It is a ``DecodeEngine`` (codehone.core.engine.protocol): it provides the model calls,
+``manifest`` (built from the checkpoint's config and tokenizer exactly as the export would
+build it), ``empty_cache`` and ``forward``, and ``generate`` runs the server's own decode loop
+(codehone.core.engine.loop) over them, so it stops exactly where the server would.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from codehone.core.engine import Generation, StopConditions, StopReason
+from codehone.core.engine.loop import decode
+from codehone.core.engine.protocol import Generation, Sampler, StopConditions
 from codehone.core.errors import GenerationError
-from codehone.core.healing import constrained_choice
 from codehone.core.model_dir import (
     FORMAT_VERSION,
     GraphIO,
@@ -30,11 +30,15 @@ from codehone.core.model_dir import (
 
 @dataclass
 class TorchCache:
+    """transformers' past key values and how many positions they hold."""
+
     past: Any = None
     length: int = 0
 
 
 class TorchEngine:
+    """A Hugging Face checkpoint on ``device`` (float32), served as a DecodeEngine."""
+
     def __init__(self, checkpoint: Path, device: str = "cpu") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -84,49 +88,12 @@ class TorchEngine:
         self,
         prompt_ids: Sequence[int],
         stop: StopConditions,
+        sample: Sampler | None = None,
         first_token_ids: np.ndarray | None = None,
     ) -> Generation:
-        """Greedy decoding (``first_token_ids``: what the first token may be, as in Engine)."""
-        if not prompt_ids:
-            raise GenerationError("empty prompt")
-        context = self.manifest.context_length
-        started = time.perf_counter()
-        prefill_done = started
-        generated: list[int] = []
-        reason: StopReason = "max_tokens"
-        cache = self.empty_cache()
-        step_input = list(prompt_ids)
-        steps = 0
-        while len(generated) < stop.max_new_tokens:
-            interrupted = stop.interruption()
-            if interrupted is not None:
-                reason = interrupted
-                break
-            if cache.length + len(step_input) > context:
-                reason = "context_full"
-                break
-            logits, cache = self.forward(step_input, cache)
-            steps += 1
-            if steps == 1:
-                prefill_done = time.perf_counter()
-            if steps == 1 and first_token_ids is not None:
-                next_id = constrained_choice(logits, first_token_ids)
-            else:
-                next_id = int(np.argmax(logits))
-            if next_id in stop.stop_token_ids:
-                reason = "eos"
-                break
-            generated.append(next_id)
-            if stop.stop_rule is not None and stop.stop_rule(generated):
-                reason = "stop_rule"
-                break
-            step_input = [next_id]
-        finished = time.perf_counter()
-        return Generation(
-            token_ids=generated,
-            stop_reason=reason,
-            prompt_tokens=len(prompt_ids),
-            prefill_ms=(prefill_done - started) * 1000,
-            decode_ms=(finished - prefill_done) * 1000,
-            steps=steps,
+        """The server's decode loop over this model's forward pass (no prefix reuse, no fast
+        paths: every greedy step is the arg-max of ``forward``)."""
+        generation, _ = decode(
+            self, prompt_ids, stop, sample=sample, first_token_ids=first_token_ids
         )
+        return generation

@@ -125,7 +125,7 @@ def _verify(model: object, model_dir: ModelDir, prompt_ids: list[int], dtype: st
     """Compare ONNX Runtime with PyTorch: whole prompt, then step by step through the cache."""
     import torch
 
-    from codehone.core.engine import Engine
+    from codehone.core.engine.session import Engine
     from codehone.core.providers import choose_provider
 
     device = next(model.parameters()).device  # type: ignore[attr-defined]

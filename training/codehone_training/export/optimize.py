@@ -597,7 +597,8 @@ def verify_against_torch(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from codehone.core.engine import Engine, StopConditions
+    from codehone.core.engine.protocol import StopConditions
+    from codehone.core.engine.session import Engine
     from codehone.core.providers import choose_provider
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -660,7 +661,8 @@ def verify_against_model(
 ) -> dict[str, float]:
     """Compare the optimized model with the model directory it was made from (when there is
     no checkpoint): prompt logits, cached steps and greedy tokens, through the engine."""
-    from codehone.core.engine import Engine, StopConditions
+    from codehone.core.engine.protocol import StopConditions
+    from codehone.core.engine.session import Engine
     from codehone.core.providers import choose_provider
 
     provider = choose_provider("cuda" if device == "cuda" else "cpu")
@@ -999,7 +1001,8 @@ def measure(
     threads: int | None = None,
 ) -> list[Measurement]:
     """Speed and quality of each model on the CPU; the first one is the reference."""
-    from codehone.core.engine import Engine, StopConditions
+    from codehone.core.engine.protocol import StopConditions
+    from codehone.core.engine.session import Engine
     from codehone.core.providers import choose_provider
 
     provider = choose_provider("cpu")

@@ -18,14 +18,10 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from codehone.core.completion import (
-    Completer,
-    CompletionOptions,
-    CompletionOutcome,
-    CursorContext,
-    SamplingOptions,
-)
-from codehone.core.engine import Engine
+from codehone.core.completion.completer import Completer, CompletionOutcome
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions, SamplingOptions
+from codehone.core.engine.session import Engine
 from codehone.core.errors import GenerationError
 from codehone.core.model_dir import ModelDir
 from codehone.core.providers import Device, ProviderChoice, choose_provider

@@ -1,0 +1,176 @@
+"""The Completer: the completion steps in a row for one model, shared by the LSP server,
+`codehone complete`, `codehone check` and the evaluator.
+
+should we complete? (cursor) -> the prompt within a token budget (prompt) -> generate: the
+greedy candidate, then sampled alternatives when more candidates are asked for (sampling),
+each stopped by the post-processing rules as soon as it is complete (postprocess) -> the
+completion's text after the cursor, post-processed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from codehone.core.completion.cursor import CursorContext, skip_reason
+from codehone.core.completion.options import CompletionOptions, SamplingOptions
+from codehone.core.completion.postprocess import (
+    cut_completion,
+    cut_repeated_lines,
+    postprocess,
+    token_loop_length,
+)
+from codehone.core.completion.prompt import Prompt, build_prompt
+from codehone.core.completion.sampling import make_sampler
+from codehone.core.engine.protocol import DecodeEngine, Generation, Sampler, StopConditions
+from codehone.core.healing import TokenHealer
+from codehone.core.tokenizer import TextTokenizer
+
+
+@dataclass
+class CompletionOutcome:
+    """What a request produced: the completion (None: nothing to offer, ``reason`` says why),
+    its alternatives, and what it cost."""
+
+    text: str | None
+    reason: str  # why it ended (stop reason) or why nothing was produced
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens whose KV cache came from the previous request
+    alternatives: list[str] = field(default_factory=list)  # further candidates, deduplicated
+
+    @property
+    def texts(self) -> list[str]:
+        """Every candidate, the greedy one first."""
+        return ([self.text] if self.text is not None else []) + self.alternatives
+
+
+@dataclass
+class _Candidate:
+    """One generation and the completion text post-processing made of it."""
+
+    text: str | None
+    generation: Generation
+
+
+class Completer:
+    """Runs the steps for one model; ``complete`` is blocking (call it off the event loop)."""
+
+    def __init__(self, engine: DecodeEngine[Any], tokenizer: TextTokenizer) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.manifest = engine.manifest
+        eos = frozenset(self.manifest.special_tokens.eos_token_ids)
+        self.stop_token_ids = eos | tokenizer.special_token_ids()
+        self.healer = TokenHealer.for_tokenizer(tokenizer)
+
+    def complete(
+        self,
+        ctx: CursorContext,
+        options: CompletionOptions,
+        cancel: threading.Event | None = None,
+        sampling: SamplingOptions | None = None,
+    ) -> CompletionOutcome:
+        """The greedy completion, and with ``sampling.candidates`` > 1 sampled alternatives
+        (different from it and from each other) within the same time budget."""
+        started = time.perf_counter()
+        reason = skip_reason(ctx)
+        if reason is not None:
+            return CompletionOutcome(None, reason)
+        prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, self.healer)
+        prompt_ms = (time.perf_counter() - started) * 1000
+        deadline = time.monotonic() + options.time_budget_ms / 1000
+        greedy = self._candidate(ctx, prompt, options, deadline, cancel, None)
+        generation = greedy.generation
+        alternatives: list[str] = []
+        wanted = (sampling.candidates if sampling else 1) - 1
+        if wanted > 0 and generation.stop_reason not in ("cancelled", "deadline"):
+            assert sampling is not None
+            rng = np.random.default_rng(sampling.seed)
+            sampler = make_sampler(sampling.temperature, rng)
+            seen = {greedy.text}
+            for _ in range(2 * wanted):  # duplicates are dropped; a few extra tries fill in
+                if len(alternatives) >= wanted:
+                    break
+                if (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
+                    break
+                sampled = self._candidate(ctx, prompt, options, deadline, cancel, sampler)
+                if sampled.generation.stop_reason == "cancelled":
+                    break
+                if sampled.text is not None and sampled.text not in seen:
+                    seen.add(sampled.text)
+                    alternatives.append(sampled.text)
+        text = greedy.text
+        if text is None and alternatives:  # the greedy one was empty: the first sample leads
+            text = alternatives.pop(0)
+        if cancel is not None and cancel.is_set():
+            text, alternatives = None, []
+        total_ms = (time.perf_counter() - started) * 1000
+        return CompletionOutcome(
+            text=text,
+            reason=generation.stop_reason
+            if text is not None
+            else f"empty ({generation.stop_reason})",
+            timings_ms={
+                "prompt": round(prompt_ms, 2),
+                "prefill": round(generation.prefill_ms, 2),
+                "decode": round(generation.decode_ms, 2),
+                "total": round(total_ms, 2),
+            },
+            prompt_tokens=len(prompt.token_ids),
+            new_tokens=len(generation.token_ids),
+            reused_tokens=generation.reused_tokens,
+            alternatives=alternatives,
+        )
+
+    def _candidate(
+        self,
+        ctx: CursorContext,
+        prompt: Prompt,
+        options: CompletionOptions,
+        deadline: float,
+        cancel: threading.Event | None,
+        sampler: Sampler | None,
+    ) -> _Candidate:
+        # Decoding context: with FIM the text before the middle is the prefix, not the suffix.
+        context_ids = [] if prompt.fim else prompt.token_ids
+        loop_keep: list[int] = []
+        healing = prompt.healing
+
+        def continuation(generated: list[int]) -> str:
+            """The text the tokens add after the cursor (without what healing restored)."""
+            text = self.tokenizer.decode_continuation(context_ids, generated)
+            if healing is not None:
+                text = text[len(healing.text) :] if text.startswith(healing.text) else ""
+            return text
+
+        def stop_rule(generated: list[int]) -> bool:
+            keep = token_loop_length(generated)
+            if keep is not None:
+                loop_keep.append(keep)
+                return True
+            text = continuation(generated)
+            if cut_repeated_lines(text)[1]:
+                return True
+            return cut_completion(text, prompt.mode, prompt.base_indent)[1]
+
+        stop = StopConditions(
+            max_new_tokens=options.max_new_tokens,
+            stop_token_ids=self.stop_token_ids,
+            deadline=deadline,
+            cancel=cancel,
+            stop_rule=stop_rule,
+        )
+        first = healing.token_ids if healing is not None else None
+        generation = self.engine.generate(
+            prompt.token_ids, stop, sample=sampler, first_token_ids=first
+        )
+        ids = generation.token_ids[: loop_keep[0]] if loop_keep else generation.token_ids
+        raw = continuation(ids)
+        text = None if generation.stop_reason == "cancelled" else postprocess(raw, ctx, prompt)
+        return _Candidate(text, generation)

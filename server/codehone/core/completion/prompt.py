@@ -1,0 +1,179 @@
+"""The prompt: the tokens before the cursor within a token budget, and with them, when the model
+and the options allow, the text after the cursor (fill-in-the-middle), the beginning of other
+open files, an anchored start the engine's prefix reuse can keep, and token healing.
+
+Only a window of text around the cursor is ever tokenized, so a huge file costs no more than a
+small one: the window starts at about four characters per token wanted and doubles while the
+tokens fall short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codehone.core.completion.cursor import CursorContext, Mode, choose_mode
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.fim import fim_prompt_ids
+from codehone.core.healing import Healing, TokenHealer
+from codehone.core.model_dir import Manifest
+from codehone.core.tokenizer import TextTokenizer
+
+_MAX_CHARS_PER_TOKEN = 4  # first guess for the character window; it grows if tokens fall short
+_ANCHOR_SHARE = 8  # an anchored prompt drops tokens in steps of an eighth of its budget
+_SUFFIX_SHARE = 4  # with FIM, the suffix gets at most a quarter of the prompt budget
+_NEIGHBOR_SHARE = 3  # other files get at least a third of the prefix budget when they are used
+_NEIGHBOR_MIN_TOKENS = 16  # a file that would get fewer tokens than this is left out
+
+
+@dataclass
+class Prompt:
+    """The tokens the model is given, and what post-processing needs to know about them."""
+
+    token_ids: list[int]
+    mode: Mode
+    base_indent: str
+    fim: bool = False
+    healing: Healing | None = None  # the text before the cursor that generation restores
+
+
+def prompt_budget(manifest: Manifest, options: CompletionOptions) -> int:
+    """The prompt's tokens: the options' limit, within the context that the new tokens share."""
+    return max(
+        1, min(options.max_prompt_tokens, manifest.context_length - options.max_new_tokens - 1)
+    )
+
+
+def prefix_token_ids(
+    text: str, offset: int, tokenizer: TextTokenizer, budget: int, anchor: int = 0
+) -> list[int]:
+    """The last ``budget`` tokens before ``offset``, tokenizing only a window of the text.
+
+    ``anchor`` > 0 keeps the prompt's start put while the cursor moves forward (a user
+    typing): the window starts at a character offset rounded down to a block of a quarter of
+    the window, and tokens beyond the budget are dropped from its start in multiples of
+    ``anchor``. Successive requests then share their prompt's whole start, which the engine's
+    prefix reuse keeps in its KV cache, instead of a window sliding by a token or so at every
+    keystroke (which misses the cache entirely). The prompt then holds between
+    ``budget - anchor`` and ``budget`` tokens.
+    """
+    if budget <= 0:
+        return []
+    quantum = min(anchor, budget)
+    window = max(64, budget * _MAX_CHARS_PER_TOKEN)
+    while True:
+        start = max(0, offset - window)
+        if quantum > 0:
+            block = max(64, window // 4)
+            start = start // block * block
+        ids = tokenizer.encode(text[start:offset])
+        if len(ids) > budget:  # the window's first token may be cut in half: it is dropped here
+            drop = len(ids) - budget
+            if quantum > 0:
+                drop = -(-drop // quantum) * quantum
+            return ids[drop:]
+        if start == 0:
+            return ids
+        window *= 2
+
+
+def suffix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: int) -> list[int]:
+    """The first ``budget`` tokens after ``offset``, tokenizing only a window of the text."""
+    if budget <= 0:
+        return []
+    window = max(64, budget * _MAX_CHARS_PER_TOKEN)
+    while True:
+        end = min(len(text), offset + window)
+        ids = tokenizer.encode(text[offset:end])
+        if end == len(text):
+            return ids[:budget]
+        if len(ids) > budget:  # the window's last token may be cut in half: it is dropped here
+            return ids[:budget]
+        window *= 2
+
+
+def neighbor_token_ids(
+    ctx: CursorContext, tokenizer: TextTokenizer, budget: int, anchor: int = 0
+) -> tuple[list[int], list[int]]:
+    """The prefix within ``budget``: (other files' blocks + the current file's header, the
+    current file's text before the cursor).
+
+    Without neighbors it is just the text before the cursor. With them the current file keeps
+    all it needs if that leaves a third of the budget, else it gives up its oldest tokens down
+    to two thirds; the other files fill the rest, most relevant first, each as its header and
+    the beginning of its text, the most relevant placed nearest the cursor."""
+    if not ctx.neighbors or budget < 2 * _NEIGHBOR_MIN_TOKENS:
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
+    header = tokenizer.encode(ctx.header) if ctx.header else []
+    own_budget = budget - len(header)
+    own = prefix_token_ids(ctx.text, ctx.offset, tokenizer, own_budget, anchor)
+    reserve = budget // _NEIGHBOR_SHARE
+    if own_budget - len(own) < reserve:
+        own = own[len(own) - max(0, own_budget - reserve) :]
+    room = own_budget - len(own)
+    newline = tokenizer.encode("\n")
+    blocks: list[list[int]] = []
+    for neighbor in ctx.neighbors:
+        head = tokenizer.encode(neighbor.header)
+        body_budget = room - len(head) - len(newline)
+        if body_budget < _NEIGHBOR_MIN_TOKENS:
+            break
+        body = suffix_token_ids(neighbor.text, 0, tokenizer, body_budget)
+        if not body:
+            continue
+        block = head + body
+        if not neighbor.text.endswith("\n") or len(body) == body_budget:
+            block += newline  # the block ends with a line break even when it was cut
+        blocks.append(block)
+        room -= len(block)
+    if not blocks:
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
+    context = [token for block in reversed(blocks) for token in block]
+    return context + header, own
+
+
+def build_prompt(
+    ctx: CursorContext,
+    tokenizer: TextTokenizer,
+    manifest: Manifest,
+    options: CompletionOptions,
+    healer: TokenHealer | None = None,
+) -> Prompt:
+    """The prompt for ``ctx``: fill-in-the-middle when the model has FIM tokens, the options
+    want it and there is text after the cursor; else the text before it (and the other files).
+    An empty document starts from the end-of-text token."""
+    special = manifest.special_tokens
+    use_bos = special.add_bos and special.bos_token_id is not None
+    budget = prompt_budget(manifest, options) - (1 if use_bos else 0)
+    line = ctx.line_prefix
+    base_indent = line[: len(line) - len(line.lstrip())]
+    mode = choose_mode(ctx, options)
+    fim = special.fim if options.fim and special.fim and special.fim.in_prompts else None
+    anchor = max(1, budget // _ANCHOR_SHARE) if options.anchor_prompt else 0
+    if fim is not None and budget > 8 and ctx.text[ctx.offset :].strip():
+        suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)
+        context_ids, prefix_ids = neighbor_token_ids(
+            ctx, tokenizer, budget - len(suffix_ids) - 3, anchor
+        )
+        prefix_ids, healing = _heal(prefix_ids, healer, options)
+        ids = fim_prompt_ids(context_ids + prefix_ids, suffix_ids, fim)
+        if use_bos:
+            ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
+        return Prompt(ids, mode, base_indent, fim=True, healing=healing)
+    context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget, anchor)
+    prefix_ids, healing = _heal(prefix_ids, healer, options)
+    ids = context_ids + prefix_ids
+    if use_bos:
+        ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
+    if not ids:  # an empty document: start from the end-of-text token
+        ids = [special.eos_token_ids[0]]
+    return Prompt(ids, mode, base_indent, healing=healing)
+
+
+def _heal(
+    prefix_ids: list[int], healer: TokenHealer | None, options: CompletionOptions
+) -> tuple[list[int], Healing | None]:
+    """The text before the cursor without its last token, when healing applies."""
+    if healer is None or not options.token_healing:
+        return prefix_ids, None
+    healed = healer.heal(prefix_ids)
+    return healed if healed is not None else (prefix_ids, None)
