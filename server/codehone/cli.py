@@ -349,8 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     from codehone_training.commands import add_training_commands
+    from codehone_training.export.commands import add_optimize_commands
 
     add_training_commands(add)  # prepare, finetune, search, eval, tune
+    add_optimize_commands(add)  # optimize fuse|last-logits|quantize|measure
 
     bench = sub.add_parser("bench", help="benchmarks", description="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
