@@ -13,7 +13,8 @@ from test_prepare import make_project
 
 from codehone.core.model_dir import SpecialTokens
 from codehone_training.base_model import resolve_model
-from codehone_training.data.prepare import PrepareConfig, SourceFile, prepare
+from codehone_training.data.prepare import prepare
+from codehone_training.data.project import PrepareConfig, SourceFile
 from codehone_training.evaluation import evaluate as ev
 from codehone_training.evaluation import metrics
 from codehone_training.evaluation.cases import line_cases

@@ -233,7 +233,7 @@ def test_an_epoch_is_one_cutting_of_the_train_split(
 ) -> None:
     import math
 
-    from codehone_training.data.prepare import load_packed, pack_dataset
+    from codehone_training.data.packing import load_packed, pack_dataset
 
     base = tiny_checkpoint("gpt2")
     config = _config(base, data_dir, tmp_path / "run", max_steps=None, epochs=0.5)

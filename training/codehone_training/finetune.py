@@ -37,7 +37,8 @@ import numpy as np
 
 from codehone.core.errors import TrainingError
 from codehone_training.base_model import ModelRef, resolve_model
-from codehone_training.data.prepare import PAD, load_dataset, load_packed, pack_dataset
+from codehone_training.data.packing import PAD, load_packed, pack_dataset
+from codehone_training.data.project import load_dataset
 
 if TYPE_CHECKING:
     import torch

@@ -36,7 +36,7 @@ from codehone.core.completion import (
 from codehone.core.engine import StopConditions
 from codehone.core.tokenizer import TextTokenizer
 from codehone_training.base_model import resolve_model
-from codehone_training.data.prepare import SourceFile, load_dataset, load_split
+from codehone_training.data.project import SourceFile, load_dataset, load_split
 from codehone_training.evaluation.cases import LineCase, line_cases
 from codehone_training.evaluation.metrics import edit_similarity, exact_match, sequence_bits
 
