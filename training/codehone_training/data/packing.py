@@ -5,7 +5,7 @@ fill-in-the-middle samples in PSM or SPM order, laid out with ``codehone.core.fi
 the server's prompt builder lays out a prompt; the samples are packed into rows of ``seq_len``
 tokens (``PAD`` fills a row's end). The train split is cut several times, each time at other
 places. Packed rows are cached in the data set, under ``packed/`` and a key of everything that
-made them (tokenizer, length, rates, seed); ``load_packed`` reads them back.
+made them (tokenizer, length, rates, seed); ``load_packed`` and ``PackedRows`` read them back.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from codehone.core.staging import staged_dir
 from codehone_training.data.project import SPLITS, SourceFile, load_dataset, load_split
 
 if TYPE_CHECKING:
+    import torch
     from tokenizers import Tokenizer
 
     from codehone.core.model_dir import FimTokens
@@ -35,6 +36,7 @@ log = logging.getLogger("codehone.prepare")
 
 PACKED_DIR = "packed"
 PAD = -1  # padding in packed rows: the loader turns it into EOS inputs and ignored labels
+IGNORE_INDEX = -100  # a label cross-entropy ignores (torch's and transformers' default)
 MAX_PACKED_TRAIN_TOKENS = 64_000_000  # all cuttings of the train split together (256 MB)
 
 
@@ -256,3 +258,25 @@ def pack_dataset(data_dir: Path, model: ModelRef, seq_len: int | None = None) ->
 def load_packed(directory: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     return np.load(directory / "train.npy"), np.load(directory / "validation.npy"), meta
+
+
+class PackedRows:
+    """A map-style dataset over packed rows: PAD becomes EOS in the inputs and -100 in the
+    labels (the model shifts labels itself)."""
+
+    def __init__(self, rows: np.ndarray, eos_id: int) -> None:
+        self.rows = rows
+        self.eos_id = eos_id
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        import torch
+
+        row = torch.from_numpy(self.rows[index].astype(np.int64))
+        pad = row == PAD
+        return {
+            "input_ids": row.masked_fill(pad, self.eos_id),
+            "labels": row.masked_fill(pad, IGNORE_INDEX),
+        }
