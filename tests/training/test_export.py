@@ -116,6 +116,29 @@ def test_the_verification_passes_equal_logits_and_fails_others(tiny_model: Calla
     assert verify_logits(model, Shifted(2e-3 * scale), prompt, "fp16", steps=3)  # looser
 
 
+def test_finish_keeps_the_exported_graph_only_when_asked(
+    tiny_checkpoint: Callable[[str], Path], tmp_path: Path
+):
+    """`codehone tune` keeps a model the fused graph cannot express as exported; `codehone
+    pretrain --fuse` fails instead, and leaves nothing behind either way."""
+    from codehone_training.export.finish import FinishSteps, finish_model
+    from codehone_training.export.optimize import OptimizeError
+
+    checkpoint = tiny_checkpoint("codegen")
+    with pytest.raises(OptimizeError, match="supports"):
+        finish_model(checkpoint, tmp_path / "strict", FinishSteps(fuse=True, verify=False))
+    assert list(tmp_path.iterdir()) == []
+    steps = FinishSteps(fuse=True, keep_unfused=True, fim_in_prompts=False, verify=False)
+    kept = finish_model(checkpoint, tmp_path / "kept", steps, trained_steps=3)
+    assert not kept.manifest.kv.shared_buffer and kept.manifest.provenance.optimizations == []
+    assert kept.manifest.special_tokens.fim is not None
+    assert kept.manifest.special_tokens.fim.in_prompts is False
+    assert kept.manifest.provenance.steps == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]
+    with pytest.raises(ExportError, match="quantize_bits"):
+        FinishSteps(quantize_bits=3)
+
+
 def test_codehone_optimize_runs_each_step(
     fused_model: Callable[[str], Path],
     tiny_model: Callable[[str], Path],
