@@ -134,12 +134,14 @@ def command_parts() -> list[Callable[[Commands], None]]:
     from codehone.check.commands import add_check_commands
     from codehone.tools.commands import add_tool_commands
     from codehone_training.commands import add_training_commands
+    from codehone_training.export.commands import add_optimize_commands
     from codehone_training.model_commands import add_model_commands
 
     return [
         add_server_commands,  # serve, complete
         add_model_commands,  # pretrain, export
         add_training_commands,  # prepare, finetune, search, eval, tune
+        add_optimize_commands,  # optimize fuse|last-logits|quantize|measure
         add_check_commands,  # check
         add_tool_commands,  # demo, bench engine, bench lsp
     ]

@@ -570,7 +570,7 @@ def test_sampled_lines_prefer_the_prepared_test_split(
     """With a data set (what `codehone tune` leaves in .codehone/data, or --data), the lines
     come from its test split: the files the tuned model never trained on."""
     from codehone.check.cases import sampled_cases
-    from codehone_training.data.prepare import (
+    from codehone_training.data.project import (
         DATASET_FILE,
         DATASET_FORMAT,
         DATASET_VERSION,

@@ -39,7 +39,9 @@ def offset_of(text: str, line: int, character: int) -> int:
 
 
 async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path):
-    sampling = {"candidates": 3, "temperature": 1.0, "seed": 7}
+    # no deadline (timeBudgetMs): how much of each sample fits must not depend on the machine
+    sampling = {"candidates": 3, "temperature": 1.0, "seed": 7, "timeBudgetMs": 60_000}
+    unhurried = CompletionOptions(time_budget_ms=60_000)
     session = await start(tiny_model_dir)
     try:
         await session.initialize(capabilities=capabilities(), initialization_options=sampling)
@@ -49,7 +51,7 @@ async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path)
         several = 0
         for line, character in CURSORS:
             offset = offset_of(TEXT, line, character)
-            greedy = local.complete(CursorContext(TEXT, offset), CompletionOptions()).text
+            greedy = local.complete(CursorContext(TEXT, offset), unhurried).text
             result = await complete(session, URI, line, character)
             got = texts(result)
             assert len(got) <= 3 and len(set(got)) == len(got)  # deduplicated
@@ -67,7 +69,7 @@ async def test_candidates_greedy_first_distinct_and_seeded(tiny_model_dir: Path)
         # and in-process, the same pipeline gives the same candidates
         offset = offset_of(TEXT, *CURSORS[0])
         outcome = completer(tiny_model_dir).complete(
-            CursorContext(TEXT, offset), CompletionOptions(), None, SamplingOptions(3, 1.0, 7)
+            CursorContext(TEXT, offset), unhurried, None, SamplingOptions(3, 1.0, 7)
         )
         assert outcome.texts == texts(await complete(session, URI, *CURSORS[0]))
     finally:

@@ -13,21 +13,23 @@ from test_prepare import make_project
 
 from codehone.core.model_dir import SpecialTokens
 from codehone_training.base_model import resolve_model
-from codehone_training.data.prepare import PrepareConfig, SourceFile, prepare
+from codehone_training.data.prepare import prepare
+from codehone_training.data.project import PrepareConfig, SourceFile
 from codehone_training.evaluation import evaluate as ev
+from codehone_training.evaluation import metrics
 from codehone_training.evaluation.cases import line_cases
 
 
 def test_edit_similarity_and_exact_match_by_hand() -> None:
-    assert ev.edit_similarity("abc", "abc") == 100.0
-    assert ev.edit_similarity("", "") == 100.0
-    assert ev.edit_similarity("", "abc") == 0.0
-    assert ev.edit_similarity("abcd", "abce") == 75.0  # LCS 3 of 8 characters: 200 * 3 / 8
-    assert ev.edit_similarity("return x", "return y") == pytest.approx(200 * 7 / 16)
-    assert ev.exact_match("foo(a,  b)", "foo(a, b)")
-    assert ev.exact_match(" x = 1", "x = 1 ")
-    assert not ev.exact_match("foo(a,b)", "foo(a, b)")
-    assert not ev.exact_match("", "x")
+    assert metrics.edit_similarity("abc", "abc") == 100.0
+    assert metrics.edit_similarity("", "") == 100.0
+    assert metrics.edit_similarity("", "abc") == 0.0
+    assert metrics.edit_similarity("abcd", "abce") == 75.0  # LCS 3 of 8 characters: 200 * 3 / 8
+    assert metrics.edit_similarity("return x", "return y") == pytest.approx(200 * 7 / 16)
+    assert metrics.exact_match("foo(a,  b)", "foo(a, b)")
+    assert metrics.exact_match(" x = 1", "x = 1 ")
+    assert not metrics.exact_match("foo(a,b)", "foo(a, b)")
+    assert not metrics.exact_match("", "x")
 
 
 def test_line_cases_are_seeded_and_cut_inside_a_line() -> None:
@@ -85,7 +87,7 @@ def test_bits_per_byte_of_a_uniform_model_is_log2_vocab_per_token() -> None:
     assert result["tokens"] == 33 and result["bytes"] == 33
     assert result["bits_per_byte"] == pytest.approx(math.log2(64), rel=1e-4)
     # each token is scored exactly once though the windows overlap
-    assert ev.sequence_bits(engine, list(range(31)), 8) == pytest.approx(30 * math.log2(64))
+    assert metrics.sequence_bits(engine, list(range(31)), 8) == pytest.approx(30 * math.log2(64))
 
 
 def test_docstring_cases_prompt_after_the_docstring() -> None:
@@ -151,8 +153,8 @@ def test_model_dir_and_checkpoint_score_alike(
     print({k: v.get("seconds") for k, v in torch_.items() if isinstance(v, dict)})
 
     comparison = ev.compare_results(torch_, onnx)
-    metrics = [row["metric"] for row in comparison["comparison"]]
-    assert metrics[:3] == ["line exact match", "line edit similarity", "bits per byte"]
+    names = [row["metric"] for row in comparison["comparison"]]
+    assert names[:3] == ["line exact match", "line edit similarity", "bits per byte"]
     table = ev.format_compare(comparison)
     assert "bits per byte" in table and "delta" in table
 

@@ -13,8 +13,10 @@ from test_prepare import make_project
 
 from codehone.core.errors import TrainingError
 from codehone_training.base_model import resolve_model
-from codehone_training.data.prepare import PrepareConfig, prepare
-from codehone_training.finetune import FinetuneConfig, add_lora, finetune
+from codehone_training.data.prepare import prepare
+from codehone_training.data.project import PrepareConfig
+from codehone_training.finetune import FinetuneConfig, finetune
+from codehone_training.finetune.model import add_lora
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +212,14 @@ def test_a_model_directory_leads_to_its_checkpoint(
 
 
 def test_default_learning_rate_grows_for_small_models() -> None:
-    from codehone_training.finetune import DEFAULT_LR, FinetuneConfig
+    from codehone_training.finetune.config import DEFAULT_LR
 
     def lr(method: str, parameters: int | None, given: float | None = None) -> float:
         config = FinetuneConfig(
-            base=Path("b"), data_dir=Path("d"), out_dir=Path("o"), method=method,
+            base=Path("b"),
+            data_dir=Path("d"),
+            out_dir=Path("o"),
+            method=method,
             learning_rate=given,
         )
         return config.lr(parameters)
@@ -233,7 +238,7 @@ def test_an_epoch_is_one_cutting_of_the_train_split(
 ) -> None:
     import math
 
-    from codehone_training.data.prepare import load_packed, pack_dataset
+    from codehone_training.data.packing import load_packed, pack_dataset
 
     base = tiny_checkpoint("gpt2")
     config = _config(base, data_dir, tmp_path / "run", max_steps=None, epochs=0.5)
@@ -264,11 +269,16 @@ def test_keep_last_saves_the_end_of_the_schedule(
 
 
 def test_the_plan_fits_the_wall_clock_budget() -> None:
-    from codehone_training.finetune import plan_steps
+    from codehone_training.finetune.plan import plan_steps
 
     config = FinetuneConfig(
-        base=Path("b"), data_dir=Path("d"), out_dir=Path("o"), epochs=10, batch_size=8,
-        eval_steps=50, minutes=1.0,
+        base=Path("b"),
+        data_dir=Path("d"),
+        out_dir=Path("o"),
+        epochs=10,
+        batch_size=8,
+        eval_steps=50,
+        minutes=1.0,
     )
     by_epochs = plan_steps(config, train_rows=800, eval_rows=80, world_size=1, probe=None)
     assert by_epochs["max_steps"] == 1000 and by_epochs["steps_per_epoch"] == 100
@@ -278,3 +288,22 @@ def test_the_plan_fits_the_wall_clock_budget() -> None:
     assert capped["max_steps"] == 101 and "budget" in capped["reason"]
     two_gpus = plan_steps(config, train_rows=800, eval_rows=80, world_size=2, probe=None)
     assert two_gpus["steps_per_epoch"] == 50
+
+
+def test_finetune_never_deletes_through_a_linked_run_dir(tmp_path: Path) -> None:
+    """`codehone finetune --out LINK` (or a RUN/checkpoints link) is refused: a fresh run
+    deletes RUN/checkpoints, which must not be another directory's."""
+    outside = tmp_path / "outside"
+    (outside / "checkpoints").mkdir(parents=True)
+    (outside / "checkpoints" / "keep.bin").write_text("mine")
+    run = tmp_path / "run"
+    run.symlink_to(outside)
+    config = FinetuneConfig(base=tmp_path / "no-base", data_dir=tmp_path / "d", out_dir=run)
+    with pytest.raises(TrainingError, match="symbolic link"):
+        finetune(config)
+    run.unlink()
+    run.mkdir()
+    (run / "checkpoints").symlink_to(outside / "checkpoints")
+    with pytest.raises(TrainingError, match="symbolic link"):
+        finetune(config)
+    assert (outside / "checkpoints" / "keep.bin").read_text() == "mine"

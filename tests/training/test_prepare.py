@@ -1,4 +1,5 @@
-"""codehone prepare: filtering, deduplication, the split, FIM samples and packing."""
+"""codehone prepare: filtering, deduplication, the split (data.project), FIM samples and
+packing (data.packing)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from codehone.core.errors import TrainingError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.tokenizer import TextTokenizer
 from codehone_training.base_model import resolve_model
-from codehone_training.data import prepare as prep
+from codehone_training.data import packing, prepare
+from codehone_training.data import project as proj
 
 # A real project to prepare: the standard library's unittest package (fixed for a given Python,
 # so the tests do not change when this repository's own files move).
@@ -74,8 +76,8 @@ def add_noise(root: Path) -> None:
 def test_collect_skips_what_it_should(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     add_noise(project)
-    config = prep.PrepareConfig(project, tmp_path / "data", max_file_bytes=500_000)
-    collection = prep.collect_files(config)
+    config = proj.PrepareConfig(project, tmp_path / "data", max_file_bytes=500_000)
+    collection = proj.collect_files(config)
     kept = {f.path for f in collection.files}
     assert all(p.startswith("pkg/") for p in kept - {"copy.py", "near.py"})
     for left_out in (
@@ -98,7 +100,7 @@ def test_collect_skips_what_it_should(tmp_path: Path) -> None:
     assert reasons["huge.py"].startswith("larger than")
     assert reasons["tiny.py"].startswith("smaller than")
 
-    files, dropped = prep.deduplicate(collection.files, 0.85)
+    files, dropped = proj.deduplicate(collection.files, 0.85)
     why = dict(dropped)
     assert why == {  # the first path (in walk order) is kept
         "pkg/loader.py": "exact duplicate of copy.py",
@@ -110,23 +112,23 @@ def test_collect_skips_what_it_should(tmp_path: Path) -> None:
 def test_languages_are_configurable(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     (project / "web.js").write_text("function add(a, b) {\n  return a + b;\n}\n" * 3)
-    js = prep.collect_files(prep.PrepareConfig(project, tmp_path / "d", languages=("javascript",)))
+    js = proj.collect_files(proj.PrepareConfig(project, tmp_path / "d", languages=("javascript",)))
     assert [f.path for f in js.files] == ["web.js"]
     assert js.files[0].language == "javascript"
 
 
 def test_split_is_seeded_disjoint_and_complete(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
-    files = prep.collect_files(prep.PrepareConfig(project, tmp_path / "d")).files
-    a = prep.split_files(files, 0.2, 0.2, seed=7)
-    b = prep.split_files(list(reversed(files)), 0.2, 0.2, seed=7)
+    files = proj.collect_files(proj.PrepareConfig(project, tmp_path / "d")).files
+    a = proj.split_files(files, 0.2, 0.2, seed=7)
+    b = proj.split_files(list(reversed(files)), 0.2, 0.2, seed=7)
     names = {k: [f.path for f in v] for k, v in a.items()}
     assert names == {k: [f.path for f in v] for k, v in b.items()}
-    assert all(names[k] for k in prep.SPLITS)
-    everything = [p for k in prep.SPLITS for p in names[k]]
+    assert all(names[k] for k in proj.SPLITS)
+    everything = [p for k in proj.SPLITS for p in names[k]]
     assert sorted(everything) == sorted(f.path for f in files)
     assert len(set(everything)) == len(everything)
-    other = prep.split_files(files, 0.2, 0.2, seed=8)
+    other = proj.split_files(files, 0.2, 0.2, seed=8)
     assert [f.path for f in other["test"]] != names["test"]
 
 
@@ -136,15 +138,19 @@ def test_test_files_never_reach_training(
     project = make_project(tmp_path / "proj", markers=True)
     model = resolve_model(tiny_checkpoint("gpt2"))
     out = tmp_path / "data"
-    summary = prep.prepare(prep.PrepareConfig(project, out, fim_rate=0.5), model)
+    summary = prepare.prepare(proj.PrepareConfig(project, out, fim_rate=0.5), model)
     assert summary["tokens"]["train"] > 0
-    meta = prep.load_dataset(out)
-    split_paths = {k: [f["path"] for f in meta["splits"][k]] for k in prep.SPLITS}
-    packed = prep.packed_dir(out, model, prep.pack_spec_for(model, meta))
-    train, validation, _ = prep.load_packed(packed)
+    meta = proj.load_dataset(out)
+    split_paths = {k: [f["path"] for f in meta["splits"][k]] for k in proj.SPLITS}
+    packed = packing.packed_dir(out, model, packing.pack_spec_for(model, meta))
+    train, validation, _ = packing.load_packed(packed)
     tokenizer = TextTokenizer(model.tokenizer_path)
-    train_text = "".join(tokenizer.decode([int(t) for t in row if t != prep.PAD]) for row in train)
-    val_text = "".join(tokenizer.decode([int(t) for t in r if t != prep.PAD]) for r in validation)
+    train_text = "".join(
+        tokenizer.decode([int(t) for t in row if t != packing.PAD]) for row in train
+    )
+    val_text = "".join(
+        tokenizer.decode([int(t) for t in r if t != packing.PAD]) for r in validation
+    )
 
     def tag(path: str) -> str:
         return f"marker_{Path(path).stem}_zq"
@@ -154,7 +160,7 @@ def test_test_files_never_reach_training(
         assert tag(path) not in train_text
     for path in split_paths["test"]:
         assert tag(path) not in val_text
-    assert {f.path for f in prep.load_split(out, "test")} == set(split_paths["test"])
+    assert {f.path for f in proj.load_split(out, "test")} == set(split_paths["test"])
 
 
 def test_fim_sample_is_the_servers_prompt_then_the_middle(tiny_model_dir: Path) -> None:
@@ -167,7 +173,7 @@ def test_fim_sample_is_the_servers_prompt_then_the_middle(tiny_model_dir: Path) 
     suffix = "\n\n\nprint(area(2))\n"
     p, m, s = (tokenizer.encode(x) for x in (prefix, middle, suffix))
     eos = model_dir.manifest.special_tokens.eos_token_ids[0]
-    sample = prep.fim_sample(p, m, s, fim, "psm", 256, [eos])
+    sample = packing.fim_sample(p, m, s, fim, "psm", 256, [eos])
     prompt = build_prompt(
         CursorContext(prefix + suffix, len(prefix)),
         tokenizer,
@@ -177,10 +183,10 @@ def test_fim_sample_is_the_servers_prompt_then_the_middle(tiny_model_dir: Path) 
     assert prompt.fim
     assert sample[: len(prompt.token_ids)] == prompt.token_ids
     assert sample[len(prompt.token_ids) :] == [*m, eos]
-    spm = prep.fim_sample(p, m, s, fim, "spm", 256, [])
+    spm = packing.fim_sample(p, m, s, fim, "spm", 256, [])
     assert spm == [fim.prefix_id, fim.suffix_id, *s, fim.middle_id, *p, *m]
     # too long: the suffix loses its end first, then the prefix its start (as the server cuts)
-    short = prep.fim_sample(p, m, s, fim, "psm", 3 + len(p) + len(m) + 1, [])
+    short = packing.fim_sample(p, m, s, fim, "psm", 3 + len(p) + len(m) + 1, [])
     assert short == [fim.prefix_id, *p, fim.suffix_id, *s[:1], fim.middle_id, *m]
 
 
@@ -191,13 +197,13 @@ def test_fim_samples_round_trip_to_the_text(tiny_model_dir: Path) -> None:
     fim = model.fim
     assert fim is not None
     tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
-    spec = prep.PackSpec(8192, model.eos_id, fim, 1.0, 0.5, 0, line_rate=0.5)  # one chunk/file
+    spec = packing.PackSpec(8192, model.eos_id, fim, 1.0, 0.5, 0, line_rate=0.5)  # one chunk/file
     rng = np.random.default_rng(3)
     modes = set()
     sources = [p for p in sorted(PROJECT_SOURCE.glob("*.py")) if p.stat().st_size < 12_000]
     for source in sources[:8]:
         text = source.read_text(encoding="utf-8")
-        [sample] = prep.file_samples(text, tokenizer, spec, rng)
+        [sample] = packing.file_samples(text, tokenizer, spec, rng)
         assert sample[-1] == model.eos_id
         body = sample[:-1]
         assert body[0] == fim.prefix_id
@@ -220,13 +226,13 @@ def test_long_files_are_cut_into_rows_that_fit(tiny_model_dir: Path) -> None:
     model = resolve_model(tiny_model_dir)
     tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
     text = CODE_FILE.read_text(encoding="utf-8")
-    plain = prep.PackSpec(128, model.eos_id, model.fim, 0.0, 0.5, 0)
-    samples = prep.file_samples(text, tokenizer, plain, np.random.default_rng(0))
+    plain = packing.PackSpec(128, model.eos_id, model.fim, 0.0, 0.5, 0)
+    samples = packing.file_samples(text, tokenizer, plain, np.random.default_rng(0))
     assert len(samples) > 3 and all(len(s) <= 128 for s in samples)
     flat = [t for s in samples for t in s]
     assert tokenizer.decode(flat) == text  # plain chunks are the file, in order
-    mixed = prep.PackSpec(128, model.eos_id, model.fim, 0.5, 0.5, 0)
-    samples = prep.file_samples(text, tokenizer, mixed, np.random.default_rng(0))
+    mixed = packing.PackSpec(128, model.eos_id, model.fim, 0.5, 0.5, 0)
+    samples = packing.file_samples(text, tokenizer, mixed, np.random.default_rng(0))
     assert all(len(s) <= 128 for s in samples)
     assert sum(s[0] == model.fim.prefix_id for s in samples) > 0  # type: ignore[union-attr]
 
@@ -237,11 +243,11 @@ def test_a_first_cut_moves_every_later_cut(tiny_model_dir: Path) -> None:
     model = resolve_model(tiny_model_dir)
     tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
     text = CODE_FILE.read_text(encoding="utf-8")
-    plain = prep.PackSpec(128, model.eos_id, model.fim, 0.0, 0.5, 0)
-    room = prep.chunk_room(128)
+    plain = packing.PackSpec(128, model.eos_id, model.fim, 0.0, 0.5, 0)
+    room = packing.chunk_room(128)
     rng = np.random.default_rng(0)
-    cut_at_start = prep.file_samples(text, tokenizer, plain, rng)
-    moved = prep.file_samples(text, tokenizer, plain, rng, first_cut=37)
+    cut_at_start = packing.file_samples(text, tokenizer, plain, rng)
+    moved = packing.file_samples(text, tokenizer, plain, rng, first_cut=37)
     assert len(moved[0]) == 37
     assert all(len(s) <= room for s in moved[1:-1]) and len(moved[-1]) <= room + 1
     assert tokenizer.decode([t for s in moved for t in s]) == text  # still the whole file
@@ -257,34 +263,34 @@ def test_the_train_split_is_cut_several_ways(
     project = make_project(tmp_path / "proj")
     model = resolve_model(tiny_checkpoint("gpt2"))
     tokenizer = Tokenizer.from_file(str(model.tokenizer_path))
-    files = prep.collect_files(prep.PrepareConfig(project, tmp_path / "d")).files
-    spec = prep.PackSpec(64, model.eos_id, None, 0.0, 0.0, 0, chunk_offsets=3)
-    rows, cuttings = prep.pack_split(files, tokenizer, spec, "train")
-    once, one = prep.pack_split(files, tokenizer, spec, "validation")
+    files = proj.collect_files(proj.PrepareConfig(project, tmp_path / "d")).files
+    spec = packing.PackSpec(64, model.eos_id, None, 0.0, 0.0, 0, chunk_offsets=3)
+    rows, cuttings = packing.pack_split(files, tokenizer, spec, "train")
+    once, one = packing.pack_split(files, tokenizer, spec, "validation")
     assert (cuttings, one) == (3, 1)
-    assert int((rows != prep.PAD).sum()) == 3 * int((once != prep.PAD).sum())
+    assert int((rows != packing.PAD).sum()) == 3 * int((once != packing.PAD).sum())
     rows_cut_once = {tuple(r) for r in once}  # the same files (fim_rate 0): the first cutting
     assert sum(tuple(r) in rows_cut_once for r in rows) < len(rows) / 2  # cut elsewhere
-    monkeypatch.setattr(prep, "MAX_PACKED_TRAIN_TOKENS", int((once != prep.PAD).sum()) * 2)
-    assert prep.pack_split(files, tokenizer, spec, "train")[1] == 2  # capped
+    monkeypatch.setattr(packing, "MAX_PACKED_TRAIN_TOKENS", int((once != packing.PAD).sum()) * 2)
+    assert packing.pack_split(files, tokenizer, spec, "train")[1] == 2  # capped
     with pytest.raises(TrainingError, match="chunk_offsets"):
-        prep.prepare(prep.PrepareConfig(project, tmp_path / "bad", chunk_offsets=0), model)
+        prepare.prepare(proj.PrepareConfig(project, tmp_path / "bad", chunk_offsets=0), model)
 
 
 def test_line_spans_end_at_the_end_of_a_line() -> None:
     chunk = "a = 1\nbb = 22\nccc = 333"
     rng = np.random.default_rng(0)
     for _ in range(50):
-        lo, hi = prep.fim_span(chunk, 1.0, rng)
+        lo, hi = packing.fim_span(chunk, 1.0, rng)
         assert lo <= hi and "\n" not in chunk[lo:hi]
         assert hi == len(chunk) or chunk[hi] == "\n"
 
 
 def test_pack_rows_pads_and_keeps_every_sample() -> None:
     samples = [[1] * 5, [2] * 3, [3] * 8, [4] * 2]
-    rows = prep.pack_rows(samples, 8, np.random.default_rng(0))
+    rows = packing.pack_rows(samples, 8, np.random.default_rng(0))
     assert rows.shape[1] == 8
-    values = rows[rows != prep.PAD]
+    values = rows[rows != packing.PAD]
     assert sorted(values.tolist()) == sorted(t for s in samples for t in s)
 
 
@@ -293,14 +299,14 @@ def test_bad_input_leaves_nothing_behind(tmp_path: Path) -> None:
     empty.mkdir()
     out = tmp_path / "out" / "data"
     with pytest.raises(TrainingError, match="empty"):
-        prep.prepare(prep.PrepareConfig(empty, out))
+        prepare.prepare(proj.PrepareConfig(empty, out))
     (empty / "README.md").write_text("# nothing to see\n" * 5)
     with pytest.raises(TrainingError, match="no usable source files"):
-        prep.prepare(prep.PrepareConfig(empty, out))
+        prepare.prepare(proj.PrepareConfig(empty, out))
     with pytest.raises(TrainingError, match="unknown language"):
-        prep.prepare(prep.PrepareConfig(empty, out, languages=("cobol",)))
+        prepare.prepare(proj.PrepareConfig(empty, out, languages=("cobol",)))
     with pytest.raises(TrainingError, match="not a directory"):
-        prep.prepare(prep.PrepareConfig(tmp_path / "missing", out))
+        prepare.prepare(proj.PrepareConfig(tmp_path / "missing", out))
     assert not out.exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
     not_ours = tmp_path / "precious"
@@ -308,7 +314,7 @@ def test_bad_input_leaves_nothing_behind(tmp_path: Path) -> None:
     (not_ours / "keep.txt").write_text("mine")
     project = make_project(tmp_path / "proj")
     with pytest.raises(TrainingError, match="refusing"):
-        prep.prepare(prep.PrepareConfig(project, not_ours))
+        prepare.prepare(proj.PrepareConfig(project, not_ours))
     assert (not_ours / "keep.txt").read_text() == "mine"
 
 
@@ -326,22 +332,22 @@ def test_unreadable_files_are_reported_and_skipped(
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     out = tmp_path / "data"
-    summary = prep.prepare(prep.PrepareConfig(project, out))
+    summary = prepare.prepare(proj.PrepareConfig(project, out))
     assert summary["skipped"] == {"unreadable": 1}
-    meta = json.loads((out / prep.DATASET_FILE).read_text())
+    meta = json.loads((out / proj.DATASET_FILE).read_text())
     assert {"path": "pkg/runner.py", "reason": "unreadable (Permission denied)"} in meta[
         "skipped_files"
     ]
-    text = prep.format_summary(summary, out)
+    text = prepare.format_summary(summary, out)
     assert "unreadable" in text and "splits:" in text
 
 
 def test_prepare_replaces_its_own_data_set(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     out = tmp_path / "data"
-    first = prep.prepare(prep.PrepareConfig(project, out))
+    first = prepare.prepare(proj.PrepareConfig(project, out))
     shutil.rmtree(project / "pkg")
     make_project(project)
-    second = prep.prepare(prep.PrepareConfig(project, out))
+    second = prepare.prepare(proj.PrepareConfig(project, out))
     assert first["files"] == second["files"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "proj"]

@@ -14,7 +14,8 @@ import pytest
 
 from codehone.core import default_model
 from codehone.core.errors import TrainingError
-from codehone.core.model_dir import load_model_dir
+from codehone.core.fim import fim_text
+from codehone.core.model_dir import FimTokens, load_model_dir
 from codehone_training import fallback_model
 from codehone_training.data.corpus import (
     HELDOUT_PACKAGES,
@@ -30,24 +31,22 @@ from codehone_training.data.tokenizer_train import (
     FIM_SUFFIX_TOKEN,
     train_bpe_tokenizer,
 )
-from codehone_training.pretrain import (
-    FimIds,
-    PretrainConfig,
+from codehone_training.pretrain import PretrainConfig
+from codehone_training.pretrain.data import (
+    TokenizedCorpus,
     apply_fim,
-    build_model,
     eval_windows,
-    lm_loss,
-    middle_only_labels,
-    psm_ids,
-    psm_text,
+    fim_in_place,
+    fim_tokens_of,
+    hold_out_files,
     sample_windows,
-    split_files,
     split_for_fim,
     split_line_for_fim,
     token_stream,
     tokenizer_texts,
-    train_loop,
 )
+from codehone_training.pretrain.model import build_model, lm_loss, middle_only_labels
+from codehone_training.pretrain.train import train_loop
 
 SOURCE = '''\
 def add(a, b):
@@ -108,18 +107,19 @@ def _tiny_config(tmp_path: Path, **overrides: object) -> PretrainConfig:
     return PretrainConfig(**values)
 
 
+# Hand-made ids for the layout tests: prefix 1, suffix 2, middle 3 (EOS 0).
+FIM = FimTokens("starcoder", FIM_PREFIX_TOKEN, FIM_SUFFIX_TOKEN, FIM_MIDDLE_TOKEN, 1, 2, 3)
+
+
 @pytest.fixture(scope="module")
 def tokenizer_and_ids(tmp_path_factory: pytest.TempPathFactory):
+    """(tokenizer, its FIM tokens, its EOS id) of a BPE trained on SOURCE."""
     from tokenizers import Tokenizer
 
     out = tmp_path_factory.mktemp("tok")
     path = train_bpe_tokenizer([SOURCE] * 4, 300, out)
     tokenizer = Tokenizer.from_file(str(path))
-    vocab = tokenizer.get_vocab()
-    ids = FimIds(
-        vocab[FIM_PREFIX_TOKEN], vocab[FIM_SUFFIX_TOKEN], vocab[FIM_MIDDLE_TOKEN], vocab[EOS_TOKEN]
-    )
-    return tokenizer, ids
+    return tokenizer, fim_tokens_of(tokenizer), tokenizer.get_vocab()[EOS_TOKEN]
 
 
 # -- corpus -----------------------------------------------------------------------------------
@@ -224,12 +224,13 @@ def test_default_corpus_is_the_stdlib_without_tests() -> None:
     assert not any(skipped & set(f.relative_to(stdlib).parts) for f in files)
 
 
-def test_split_files_holds_out_whole_files_deterministically() -> None:
+def test_hold_out_files_holds_out_whole_files_deterministically() -> None:
     files = [Path(f"f{i}.py") for i in range(40)]
-    train, val = split_files(files, 0.1, seed=0)
+    train, val = hold_out_files(files, 0.1, seed=0)
     assert len(val) == 4 and sorted(train + val) == sorted(files)
-    assert split_files(files, 0.1, seed=0) == (train, val)
-    assert split_files(files[:1], 0.1, seed=0) == (files[:1], [])
+    assert hold_out_files(files, 0.1, seed=0) == (train, val)
+    assert hold_out_files(files, 0.1, seed=1) != (train, val)
+    assert hold_out_files(files[:1], 0.1, seed=0) == (files[:1], [])
 
 
 # -- fill-in-the-middle -----------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_fim_split_round_trips_exactly() -> None:
     for _ in range(200):
         prefix, middle, suffix = split_for_fim(SOURCE, rng)
         assert prefix + middle + suffix == SOURCE
-        sample = psm_text(prefix, middle, suffix)
+        sample = fim_text(prefix, suffix, middle, FIM)  # PSM, as the server prompts
         assert sample.count(FIM_PREFIX_TOKEN) == 1
         assert sample.count(FIM_SUFFIX_TOKEN) == 1
         assert sample.count(FIM_MIDDLE_TOKEN) == 1
@@ -270,48 +271,50 @@ def test_line_shaped_fim_splits_look_like_the_servers_line_completions() -> None
 
 
 def test_apply_fim_line_rate_makes_short_middles(tokenizer_and_ids) -> None:
-    tokenizer, ids = tokenizer_and_ids
-    stream = token_stream(tokenizer, [SOURCE * 4], ids.eos)
+    tokenizer, fim, eos = tokenizer_and_ids
+    stream = token_stream(tokenizer, [SOURCE * 4], eos)
     windows = sample_windows(stream, 64, 65, np.random.default_rng(0))
 
     def mean_middle_tokens(line_rate: float) -> float:
-        fim = apply_fim(windows, tokenizer, ids, 1.0, np.random.default_rng(1), line_rate)
-        lengths = [len(row) - row.tolist().index(ids.middle) for row in fim if ids.middle in row]
+        rng = np.random.default_rng(1)
+        samples = apply_fim(windows, tokenizer, fim, eos, 1.0, rng, line_rate)
+        middle = fim.middle_id
+        lengths = [len(row) - row.tolist().index(middle) for row in samples if middle in row]
         return float(np.mean(lengths))
 
     assert mean_middle_tokens(1.0) < mean_middle_tokens(0.0) / 2
 
 
-def test_psm_ids_keeps_the_length_by_cutting_suffix_then_prefix() -> None:
-    ids = FimIds(prefix=1, suffix=2, middle=3, eos=0)
+def test_fim_in_place_keeps_the_length_by_cutting_suffix_then_prefix() -> None:
     p, m, s = [10, 11, 12], [20, 21], [30, 31, 32]
     # 8 content tokens + 3 special + EOS = 12: two too many for a 10-token chunk.
-    assert psm_ids(p, m, s, ids, 10, add_eos=True) == [1, 10, 11, 12, 2, 30, 3, 20, 21, 0]
+    assert fim_in_place(p, m, s, FIM, 10, [0]) == [1, 10, 11, 12, 2, 30, 3, 20, 21, 0]
     # Five too many: the whole suffix and the first two prefix tokens go.
-    assert psm_ids(p, m, s, ids, 7, add_eos=True) == [1, 12, 2, 3, 20, 21, 0]
-    assert psm_ids(p, m, s, ids, 10, add_eos=False) == [1, 10, 11, 12, 2, 30, 31, 3, 20, 21]
-    assert psm_ids(p, m, s, ids, 20, add_eos=True) is None  # cannot grow
-    assert psm_ids(p, m, s, ids, 5, add_eos=True) is None  # the middle never shrinks
+    assert fim_in_place(p, m, s, FIM, 7, [0]) == [1, 12, 2, 3, 20, 21, 0]
+    assert fim_in_place(p, m, s, FIM, 10, []) == [1, 10, 11, 12, 2, 30, 31, 3, 20, 21]
+    assert fim_in_place(p, m, s, FIM, 12, [0]) == [1, 10, 11, 12, 2, 30, 31, 32, 3, 20, 21, 0]
+    assert fim_in_place(p, m, s, FIM, 20, [0]) is None  # cannot grow
+    assert fim_in_place(p, m, s, FIM, 5, [0]) is None  # the middle never shrinks
 
 
 def test_apply_fim_rearranges_each_chunk_in_place(tokenizer_and_ids) -> None:
-    tokenizer, ids = tokenizer_and_ids
-    stream = token_stream(tokenizer, [SOURCE, SOURCE.upper()], ids.eos)
+    tokenizer, fim, eos = tokenizer_and_ids
+    stream = token_stream(tokenizer, [SOURCE, SOURCE.upper()], eos)
     rng = np.random.default_rng(0)
     windows = sample_windows(stream, 32, 65, rng)
-    fim = apply_fim(windows, tokenizer, ids, 1.0, rng)
-    assert fim.shape == windows.shape
+    samples = apply_fim(windows, tokenizer, fim, eos, 1.0, rng)
+    assert samples.shape == windows.shape
     changed = 0
-    for before, after in zip(windows, fim, strict=True):
+    for before, after in zip(windows, samples, strict=True):
         if (before == after).all():
             continue
         changed += 1
         row = after.tolist()
-        assert row[0] == ids.prefix or ids.prefix in row
-        for start in (i for i, t in enumerate(row) if t == ids.prefix):
-            s = row.index(ids.suffix, start)
-            m = row.index(ids.middle, s)
-            end = row.index(ids.eos, m) if ids.eos in row[m:] else len(row)
+        assert fim.prefix_id in row
+        for start in (i for i, t in enumerate(row) if t == fim.prefix_id):
+            s = row.index(fim.suffix_id, start)
+            m = row.index(fim.middle_id, s)
+            end = row.index(eos, m) if eos in row[m:] else len(row)
             prefix = tokenizer.decode(row[start + 1 : s])
             suffix = tokenizer.decode(row[s + 1 : m])
             middle = tokenizer.decode(row[m + 1 : end])
@@ -319,15 +322,14 @@ def test_apply_fim_rearranges_each_chunk_in_place(tokenizer_and_ids) -> None:
             # Prefix and suffix may be cut at their outer ends, never in the middle.
             assert prefix + middle + suffix in original
     assert changed > len(windows) // 2
-    assert (apply_fim(windows, tokenizer, ids, 0.0, rng) == windows).all()
+    assert (apply_fim(windows, tokenizer, fim, eos, 0.0, rng) == windows).all()
 
 
 def test_middle_only_labels_score_the_middle_and_its_eos() -> None:
     import torch
 
-    ids = FimIds(prefix=1, suffix=2, middle=3, eos=0)
     batch = torch.tensor([[1, 10, 2, 30, 3, 20, 21, 0, 40, 41]])
-    labels = middle_only_labels(batch, ids)
+    labels = middle_only_labels(batch, FIM, 0)
     assert labels.tolist() == [[-100, -100, -100, -100, -100, 20, 21, 0, -100, -100]]
 
 
@@ -337,14 +339,15 @@ def test_middle_only_labels_score_the_middle_and_its_eos() -> None:
 def test_a_few_steps_lower_the_loss(tmp_path: Path, tokenizer_and_ids) -> None:
     import torch
 
-    tokenizer, ids = tokenizer_and_ids
-    stream = token_stream(tokenizer, [SOURCE] * 8, ids.eos)
+    tokenizer, fim, eos = tokenizer_and_ids
+    stream = token_stream(tokenizer, [SOURCE] * 8, eos)
     config = _tiny_config(tmp_path, max_steps=40, fim_rate=0.0)
-    model = build_model(config, tokenizer.get_vocab_size(), ids.eos)
+    model = build_model(config, tokenizer.get_vocab_size(), eos)
     batch = torch.from_numpy(eval_windows(stream, 8, 65))
     with torch.no_grad():
         before = float(lm_loss(model, batch))
-    outcome = train_loop(model, stream, tokenizer, ids, config, block=64)
+    corpus = TokenizedCorpus(tokenizer, fim, eos, stream, stream[:0])
+    outcome = train_loop(model, corpus, config, block=64)
     with torch.no_grad():
         after = float(lm_loss(model, batch))
     assert outcome.steps == 40
@@ -457,6 +460,20 @@ def test_pretrain_can_continue_a_checkpoint(
         )
 
 
+def test_pretrain_refuses_a_foreign_out_dir_before_training(tmp_path: Path) -> None:
+    """A directory that is not a model directory is never replaced, and that is known before
+    the training minutes are spent."""
+    from codehone.core.errors import ExportError
+    from codehone_training.pretrain import pretrain
+
+    occupied = tmp_path / "model"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="refusing to overwrite"):
+        pretrain(_tiny_config(tmp_path, corpus_dirs=[tmp_path / "missing"]))
+    assert (occupied / "notes.txt").read_text() == "keep me"
+
+
 def test_pretrain_rejects_an_unknown_device(tmp_path: Path) -> None:
     _tiny_corpus(tmp_path / "corpus")
     with pytest.raises(TrainingError, match="device"):
@@ -518,6 +535,38 @@ def test_ensure_default_model_builds_once_and_atomically(
     assert fallback_model.ensure_default_model() == target  # cached: no second build
     assert len(builds) == 1 and builds[0].minutes == 0.5
     assert default_model.find_default_model() == target
+
+
+def test_the_fallback_build_never_replaces_a_link(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A cache entry that is a link to something that is not a model is refused, not
+    replaced: what it points at stays as it was."""
+    import shutil
+
+    import codehone_training.pretrain as pretrain_module
+    from codehone.core.errors import CodehoneError
+
+    monkeypatch.setattr(default_model, "shipped_model_dir", lambda: tmp_path / "none")
+    monkeypatch.setenv("CODEHONE_HOME", str(tmp_path / "home"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "default-model").symlink_to(elsewhere)
+
+    def fake_build(config: PretrainConfig):
+        shutil.copytree(tiny_model_dir, config.out_dir)
+        return load_model_dir(config.out_dir)
+
+    monkeypatch.setattr(pretrain_module, "pretrain", fake_build)
+    with pytest.raises(CodehoneError, match="symbolic link"):
+        fallback_model.ensure_default_model()
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == [
+        ".default-model.lock",
+        "default-model",
+    ]
 
 
 def test_a_committed_model_wins_only_if_it_validates(

@@ -212,8 +212,50 @@ def test_the_work_dir_ignores_generated_files_but_not_check_cases(tmp_path: Path
     (work / "model").mkdir()
     (work / "model" / "model.onnx").write_text("")
     ignored = subprocess.run(
-        [git, "-C", str(tmp_path), "check-ignore", ".codehone/model/model.onnx", ".codehone/checks.toml"],
+        [
+            git,
+            "-C",
+            str(tmp_path),
+            "check-ignore",
+            ".codehone/model/model.onnx",
+            ".codehone/checks.toml",
+        ],
         capture_output=True,
         text=True,
     ).stdout.split()
     assert ignored == [".codehone/model/model.onnx"]
+
+
+@pytest.mark.parametrize("entry", ["run", "report.json", ".gitignore", "model", "data"])
+def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) -> None:
+    """A link in .codehone (here to a folder or file outside the project) is refused before
+    anything is written, and what it points at is left as it was."""
+    from codehone.core.errors import TrainingError
+
+    project = make_project(tmp_path / "proj")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("mine")
+    (outside / "checkpoints").mkdir()
+    (outside / "checkpoints" / "keep.bin").write_text("mine too")
+    work = project / ".codehone"
+    work.mkdir()
+    target = outside / "precious.txt" if "." in entry else outside
+    (work / entry).symlink_to(target)
+    with pytest.raises(TrainingError, match="symbolic link") as raised:
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert str(work / entry) in str(raised.value)
+    assert (outside / "precious.txt").read_text() == "mine"
+    assert (outside / "checkpoints" / "keep.bin").read_text() == "mine too"
+    assert sorted(p.name for p in work.iterdir()) == [entry]  # not even .gitignore written
+
+
+def test_tune_refuses_a_work_dir_that_is_a_link(tmp_path: Path) -> None:
+    from codehone.core.errors import TrainingError
+
+    project = make_project(tmp_path / "proj")
+    (tmp_path / "elsewhere").mkdir()
+    (project / ".codehone").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(TrainingError, match="symbolic link"):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -87,7 +87,7 @@ def resolve_model(path: str | Path, need_checkpoint: bool = False) -> ModelRef:
                 f"{path}: this model directory carries no PyTorch checkpoint to fine-tune "
                 "(none in checkpoint/ and its provenance names none that exists); pass a "
                 "Hugging Face checkpoint instead, e.g. one kept by "
-                "`python -m codehone_training.pretrain OUT --checkpoint-dir DIR`"
+                "`codehone pretrain --out OUT --keep-checkpoint DIR`"
             )
         return ModelRef(
             path=path,

@@ -4,23 +4,22 @@ Where there is no shipped model (an installation without the repository's ``mode
 shipped model that does not validate), the fallback is a model in a per-user cache directory
 (``codehone.core.default_model.fallback_model_dir``), built once the first time it is needed: a
 smaller GPT-2 trained for a few minutes on this machine's standard library. The build happens
-in a temporary directory beside the cache and is renamed into place only when complete, under
-a file lock, so an interrupted build or two servers starting at once never leave a
-half-written model behind.
+in a temporary directory beside the cache and is renamed into place only when complete
+(``codehone.core.staging``), under a file lock, so an interrupted build or two servers starting
+at once never leave a half-written model behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from codehone.core import default_model
+from codehone.core.staging import new_staging_dir, publish
 
 log = logging.getLogger("codehone.default_model")
 
@@ -48,18 +47,6 @@ def _build_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished ``src`` to ``dst``; an invalid leftover at ``dst`` is moved aside
-    first, so ``dst`` is at every moment either absent, the old directory or the new one."""
-    if dst.exists() or dst.is_symlink():
-        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        os.replace(dst, trash / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "cpu") -> Path:
     """Return the default model directory, building it into the cache if there is none yet.
 
@@ -83,11 +70,11 @@ def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "
             target,
         )
         started = time.monotonic()
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+        staging = new_staging_dir(target, "building")
         try:
             built = staging / target.name
             pretrain(PretrainConfig(out_dir=built, minutes=minutes, device=device))
-            _replace_dir(built, target)
+            publish(built, target)  # an invalid leftover at target is moved aside first
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.warning(

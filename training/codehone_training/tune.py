@@ -6,7 +6,9 @@ ties broken by edit similarity), and say by how much.
 
 Everything is written under a work directory (default ``PROJECT_DIR/.codehone``, which
 ``prepare`` never reads back as source): ``data/``, ``run/`` (checkpoints and the merged
-model), ``model/`` (the exported model directory) and ``report.json``.
+model), ``model/`` (the exported model directory) and ``report.json``. Each is replaced
+whole, so none of them (nor the work directory) may be a symbolic link: tune refuses to start
+rather than write, or delete, where a link points.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codehone.core.errors import TrainingError
-from codehone.core.model_dir import ModelDir, load_model_dir, with_fim_in_prompts, write_manifest
+from codehone.core.model_dir import load_model_dir
+from codehone.core.staging import write_text_atomic
 
 log = logging.getLogger("codehone.tune")
 
 CONFIG_FILE = ".codehone.toml"
+# What tune writes in its work directory (each replaced whole).
+WORK_ENTRIES = (".gitignore", "data", "run", "model", "report.json")
 
 
 @dataclass
@@ -97,18 +99,26 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
         else:
             lines[found] = line
         new_text = "\n".join(lines) + "\n"
-    handle, tmp = tempfile.mkstemp(prefix=".codehone.toml.", dir=project_dir)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(new_text)
-    os.replace(tmp, target)
+    write_text_atomic(target, new_text)
     return target
+
+
+def check_work_dir(work: Path) -> None:
+    """Refuse (TrainingError) a work directory, or an entry of it that tune writes, that is
+    a symbolic link: tune replaces those, and must not write or delete where a link points."""
+    for path in (work, *(work / name for name in WORK_ENTRIES)):
+        if path.is_symlink():
+            raise TrainingError(
+                f"{path}: is a symbolic link; codehone tune replaces it, so it refuses to "
+                "write through it (remove the link, or pass another --work-dir)"
+            )
 
 
 def ignore_generated_files(work: Path) -> None:
     """Create ``work`` with a .gitignore that keeps its generated data, runs and models out of
     git, but not the project's check cases (``codehone check`` reads .codehone/checks.toml)."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / ".gitignore").write_text("*\n!.gitignore\n!checks.toml\n", encoding="utf-8")
+    write_text_atomic(work / ".gitignore", "*\n!.gitignore\n!checks.toml\n")
 
 
 def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
@@ -118,49 +128,30 @@ def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
     return t["edit_similarity"] > b["edit_similarity"]
 
 
-def fuse_in_place(model_dir: ModelDir, checkpoint: Path) -> ModelDir:
-    """Rebuild ``model_dir`` as codehone's fused decode graph (as the default model is served),
-    verified against ``checkpoint``; a model the fused graph cannot express stays as it is."""
-    from codehone_training.export.optimize import OptimizeError, fuse
-
-    fused_dir = model_dir.root.with_name(model_dir.root.name + ".fused")
-    try:
-        fused = fuse(model_dir.root, fused_dir, checkpoint=checkpoint)
-    except OptimizeError as exc:
-        log.warning("the tuned model keeps its exported graph: %s", exc)
-        shutil.rmtree(fused_dir, ignore_errors=True)
-        return model_dir
-    shutil.rmtree(model_dir.root)
-    os.replace(fused.root, model_dir.root)
-    return load_model_dir(model_dir.root)
-
-
 def tune(config: TuneConfig) -> dict[str, Any]:
     import torch
 
     from codehone_training.base_model import resolve_model
-    from codehone_training.data.prepare import PrepareConfig, format_summary, prepare
+    from codehone_training.data.prepare import format_summary, prepare
+    from codehone_training.data.project import PrepareConfig
     from codehone_training.evaluation.evaluate import (
         EvalConfig,
         compare_results,
         evaluate,
         format_compare,
     )
-    from codehone_training.export.checkpoint import export_checkpoint
+    from codehone_training.export.finish import FinishSteps, finish_model
     from codehone_training.finetune import FinetuneConfig, finetune
 
     project = Path(config.project_dir)
     if not project.is_dir():
         raise TrainingError(f"{project}: not a directory")
     work = Path(config.work_dir) if config.work_dir else project / ".codehone"
+    check_work_dir(work)
     ignore_generated_files(work)
-    base_path = config.base
-    if base_path is None:
-        from codehone.core.default_model import find_default_model
+    from codehone.core.default_model import model_or_default
 
-        base_path = find_default_model()
-        if base_path is None:
-            raise TrainingError("no --base given and no default model built yet")
+    base_path = model_or_default(config.base, "--base")
     base = resolve_model(base_path, need_checkpoint=True)
     log.info("base model: %s (checkpoint %s)", base.path, base.checkpoint)
 
@@ -199,25 +190,22 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         )
     )
 
-    # 3. export
+    # 3. export, served as the base is: prefix-only prompts if it is, and fused if it is (a
+    # model the fused graph cannot express keeps its exported graph)
     use_cuda = config.device != "cpu" and torch.cuda.is_available()
-    model_dir = export_checkpoint(
-        result.checkpoint,
-        work / "model",
-        device="cuda" if use_cuda else "cpu",
-        training_data=f"fine-tuned on {project.resolve()} ({summary['files']} files)",
-        steps=result.steps,
-        metrics={k: float(v) for k, v in result.metrics.items()},
-    )
-
-    if prefix_only:  # served as the base is
-        write_manifest(model_dir.root, with_fim_in_prompts(model_dir.manifest, False))
-        model_dir = load_model_dir(model_dir.root)
     base_manifest = (
         load_model_dir(base.model_dir, check_graph=False).manifest if base.model_dir else None
     )
-    if base_manifest is not None and base_manifest.kv.shared_buffer:  # served fused: so is this
-        model_dir = fuse_in_place(model_dir, result.checkpoint)
+    fused = base_manifest is not None and base_manifest.kv.shared_buffer
+    model_dir = finish_model(
+        result.checkpoint,
+        work / "model",
+        FinishSteps(fuse=fused, keep_unfused=True, fim_in_prompts=not prefix_only),
+        device="cuda" if use_cuda else "cpu",
+        training_data=f"fine-tuned on {project.resolve()} ({summary['files']} files)",
+        trained_steps=result.steps,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+    )
 
     # 4. evaluate both on the held-out test files
     eval_config = EvalConfig(
@@ -265,5 +253,5 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         "base_eval": base_result,
         "model_eval": tuned_result,
     }
-    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(work / "report.json", json.dumps(report, indent=2) + "\n")
     return report

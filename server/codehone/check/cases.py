@@ -417,7 +417,7 @@ def held_out_files(project_dir: Path, data_dir: Path | None, seed: int) -> tuple
     prepare`` does (same seed as ``codehone tune``), and the test split is used; a project
     too small to split uses all its files."""
     from codehone.core.errors import TrainingError
-    from codehone_training.data.prepare import (
+    from codehone_training.data.project import (
         DATASET_FILE,
         PrepareConfig,
         collect_files,

@@ -22,6 +22,7 @@ import cattrs
 
 from codehone.core.converters import strict_converter
 from codehone.core.errors import ModelDirError
+from codehone.core.staging import write_text_atomic
 
 MANIFEST_NAME = "codehone.json"
 FORMAT_VERSION = 1
@@ -141,7 +142,7 @@ class Provenance:
     verification: dict[str, float] = field(default_factory=dict)
     created: str = ""
     codehone_version: str = ""
-    optimizations: list[str] = field(default_factory=list)  # codehone_training.export.optimize steps
+    optimizations: list[str] = field(default_factory=list)  # `codehone optimize` steps
 
 
 @dataclass(frozen=True)
@@ -185,10 +186,9 @@ def with_fim_in_prompts(manifest: Manifest, in_prompts: bool) -> Manifest:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    """Write ``directory``'s manifest atomically (a reader sees the old one or the new one)."""
     path = directory / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(manifest_to_json(manifest), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, manifest_to_json(manifest))
     return path
 
 

@@ -9,7 +9,7 @@ at the same time. The contenders:
 - ``optimum``: optimum's ``ORTModelForCausalLM`` on the exported graph (CUDA provider with IO
   binding on the GPU);
 - ``codehone-export``: codehone's engine on that same exported graph;
-- ``codehone``: codehone's engine on its fused graph (``codehone_training.export.optimize``);
+- ``codehone``: codehone's engine on its fused graph (``codehone_training.export.fused_graph``);
 - ``codehone+graph`` (CUDA): the same, with the decode step captured as a CUDA graph;
 - ``codehone+spec``: the fused graph with prompt-lookup speculation (exact greedy output).
 

@@ -76,7 +76,7 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
 
 def add_tool_commands(add: Commands) -> None:
     """Register demo and bench (engine, lsp)."""
-    from codehone.tools.bench_engine import ALL_CONTENDERS, DEFAULT_DRAFT_TOKENS
+    from codehone.tools.bench_engine import ALL_CONTENDERS, BENCH_DRAFT_TOKENS
 
     p = add("demo", "start the server, open a sample file and print completions")
     add_shared(p, "--model")
@@ -111,9 +111,7 @@ def add_tool_commands(add: Commands) -> None:
         nargs="+",
         help=f"{' '.join(ALL_CONTENDERS)} (default: all that apply to the device)",
     )
-    p.add_argument(
-        "--draft-tokens", type=int, default=DEFAULT_DRAFT_TOKENS, help="for codehone+spec"
-    )
+    p.add_argument("--draft-tokens", type=int, default=BENCH_DRAFT_TOKENS, help="for codehone+spec")
     p.add_argument("--cache-dir", help="where models are built (default ~/.cache/codehone/bench)")
     add_shared(p, "--json")
     add_shared(p, "--threads", note="for every contender")

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import ast
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from codehone.core.completion.completer import Completer
 from codehone.core.completion.cursor import CursorContext
@@ -37,8 +34,9 @@ from codehone.core.completion.prompt import build_prompt
 from codehone.core.engine.protocol import DecodeEngine, StopConditions
 from codehone.core.tokenizer import TextTokenizer
 from codehone_training.base_model import resolve_model
-from codehone_training.data.prepare import SourceFile, load_dataset, load_split
+from codehone_training.data.project import SourceFile, load_dataset, load_split
 from codehone_training.evaluation.cases import LineCase, line_cases
+from codehone_training.evaluation.metrics import edit_similarity, exact_match, sequence_bits
 
 log = logging.getLogger("codehone.evaluate")
 
@@ -63,36 +61,6 @@ class EvalConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics on strings
-# --------------------------------------------------------------------------------------------
-
-
-def _lcs_length(a: str, b: str) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0]
-        for j, other in enumerate(b):
-            current.append(previous[j] + 1 if char == other else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def edit_similarity(prediction: str, target: str) -> float:
-    """``fuzz.ratio``: 100 * (1 - Indel distance / total length) = 200 * LCS / total length."""
-    total = len(prediction) + len(target)
-    if total == 0:
-        return 100.0
-    return 200.0 * _lcs_length(prediction, target) / total
-
-
-def exact_match(prediction: str, target: str) -> bool:
-    """Equal up to whitespace between tokens (CodeXGLUE compares ``str.split()`` lists)."""
-    return prediction.split() == target.split()
-
-
-# --------------------------------------------------------------------------------------------
 # Loading a model
 # --------------------------------------------------------------------------------------------
 
@@ -101,12 +69,14 @@ def exact_match(prediction: str, target: str) -> bool:
 class LoadedModel:
     path: Path
     kind: str  # model_dir | checkpoint
-    engine: DecodeEngine[Any]  # the ONNX Engine or the PyTorch TorchEngine
+    engine: DecodeEngine[Any]  # the ONNX Engine or TorchEngine
     tokenizer: TextTokenizer
     completer: Completer
 
 
-def load_model(path: Path, device: str = "auto") -> LoadedModel:
+def load_for_eval(path: Path, device: str = "auto") -> LoadedModel:
+    """The model at ``path`` as eval runs it: the engine (ONNX, or PyTorch for a checkpoint),
+    its tokenizer and the server's completer over them."""
     ref = resolve_model(path)
     if ref.model_dir is not None:
         from codehone.core.engine.session import Engine
@@ -169,29 +139,6 @@ def line_completion(model: LoadedModel, cases: list[LineCase], config: EvalConfi
 # --------------------------------------------------------------------------------------------
 # Bits per byte
 # --------------------------------------------------------------------------------------------
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    peak = logits.max(axis=-1, keepdims=True)
-    return logits - peak - np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))
-
-
-def sequence_bits(engine: DecodeEngine[Any], ids: list[int], window: int) -> float:
-    """Negative log2-likelihood of ``ids[1:]`` given what precedes each token, with a sliding
-    window of ``window`` tokens advancing by half a window (each token scored once)."""
-    stride = max(1, window // 2)
-    total = 0.0
-    scored_until = 1  # ids[0] (the start token) is never predicted
-    begin = 0
-    while scored_until < len(ids):
-        end = min(begin + window, len(ids))
-        logits, _ = engine.forward(ids[begin:end], engine.empty_cache(), all_logits=True)
-        log_probs = _log_softmax(logits.astype(np.float64))
-        for position in range(scored_until, end):
-            total -= log_probs[position - 1 - begin, ids[position]]
-        scored_until = end
-        begin = max(begin + stride, end - window + stride) if end < len(ids) else end
-    return total / math.log(2)
 
 
 def bits_per_byte(model: LoadedModel, files: list[SourceFile], max_tokens: int) -> dict:
@@ -352,7 +299,7 @@ def humaneval(model: LoadedModel, config: EvalConfig) -> dict:
 def evaluate(model_path: Path, config: EvalConfig) -> dict[str, Any]:
     meta = load_dataset(config.data_dir)
     test_files = load_split(config.data_dir, "test")
-    model = load_model(Path(model_path), config.device)
+    model = load_for_eval(Path(model_path), config.device)
     log.info("evaluating %s (%s) on %d test files", model_path, model.kind, len(test_files))
     result: dict[str, Any] = {
         "model": str(model_path),

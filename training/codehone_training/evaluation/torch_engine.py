@@ -43,7 +43,7 @@ class TorchEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        from codehone_training.export.checkpoint import _context_length, _special_tokens
+        from codehone_training.export.checkpoint import context_length_of, special_tokens_of
 
         self.device = torch.device(device)
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -59,11 +59,11 @@ class TorchEngine:
         self.manifest = Manifest(
             format_version=FORMAT_VERSION,
             architecture=str(config.model_type),
-            context_length=_context_length(config),
+            context_length=context_length_of(config),
             vocab_size=int(config.vocab_size),
             kv=KVLayout(num_layers=1, num_kv_heads=1, head_size=1, dtype="float32"),
             io=GraphIO(),
-            special_tokens=_special_tokens(tokenizer, generation_eos),
+            special_tokens=special_tokens_of(tokenizer, generation_eos),
             provenance=Provenance(base_checkpoint=str(checkpoint)),
         )
 

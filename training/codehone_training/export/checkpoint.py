@@ -4,19 +4,17 @@ The checkpoint is loaded with safetensors only and never with remote code, expor
 (`text-generation-with-past`: one graph that takes the KV cache as inputs and returns the
 updated cache), and then checked: ONNX Runtime's logits must match PyTorch's within a stated
 tolerance for a whole prompt and step by step through the KV cache, using the server's own
-engine. Only a verified export is moved into place, with its manifest.
+engine (``export.verify``). Only a verified export is moved into place, with its manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from codehone import __version__
 from codehone.core.errors import ExportError, ModelDirError
@@ -34,11 +32,11 @@ from codehone.core.model_dir import (
     load_model_dir,
     write_manifest,
 )
+from codehone.core.staging import check_target, staged_dir
+from codehone_training.export.verify import TOLERANCE, TorchReference, verify_logits
 
 log = logging.getLogger("codehone.export")
 
-# Largest |ORT - PyTorch| logit difference accepted, relative to max(1, largest |logit|).
-TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 _VERIFY_PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fib"
 _VERIFY_STEPS = 4
 _ELEM_TYPE_NAMES = {1: "float32", 10: "float16"}
@@ -65,7 +63,8 @@ def _check_checkpoint(checkpoint: Path) -> str:
     return str(config.model_type)
 
 
-def _context_length(config: object) -> int:
+def context_length_of(config: object) -> int:
+    """The context length a transformers config names (ExportError if none)."""
     for attribute in ("max_position_embeddings", "n_positions", "n_ctx"):
         value = getattr(config, attribute, None)
         if isinstance(value, int) and value > 0:
@@ -102,7 +101,9 @@ def _kv_layout_and_io(model_path: Path) -> tuple[KVLayout, GraphIO]:
     return kv, io
 
 
-def _special_tokens(tokenizer: object, generation_eos: object) -> SpecialTokens:
+def special_tokens_of(tokenizer: object, generation_eos: object) -> SpecialTokens:
+    """EOS (the generation config's and the tokenizer's), BOS and FIM tokens of a
+    transformers tokenizer, as the manifest records them."""
     eos_ids: list[int] = []
     for value in (generation_eos, getattr(tokenizer, "eos_token_id", None)):
         for item in value if isinstance(value, list) else [value]:
@@ -121,62 +122,38 @@ def _special_tokens(tokenizer: object, generation_eos: object) -> SpecialTokens:
     )
 
 
-def _verify(model: object, model_dir: ModelDir, prompt_ids: list[int], dtype: str) -> dict:
-    """Compare ONNX Runtime with PyTorch: whole prompt, then step by step through the cache."""
+def _is_model_dir(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file()
+
+
+def check_model_dir_target(out_dir: Path, error: type[ExportError] = ExportError) -> None:
+    """Refuse an ``out_dir`` that a model directory must not replace (see ``check_target``)."""
+    check_target(out_dir, _is_model_dir, "a model directory", error)
+
+
+def staged_model_dir(
+    out_dir: Path, error: type[ExportError] = ExportError
+) -> contextlib.AbstractContextManager[Path]:
+    """``with staged_model_dir(out) as staging:`` build a model directory that replaces
+    ``out`` (an old model directory, or nothing) only when the block completes."""
+    return staged_dir(out_dir, _is_model_dir, "a model directory", error)
+
+
+def load_causal_lm(checkpoint: Path, dtype: str, device: str) -> Any:
+    """The checkpoint's PyTorch model in eval mode, as it is exported and verified:
+    safetensors only, never remote code, eager attention."""
     import torch
+    from transformers import AutoModelForCausalLM
 
-    from codehone.core.engine.session import Engine
-    from codehone.core.providers import choose_provider
-
-    device = next(model.parameters()).device  # type: ignore[attr-defined]
-    engine = Engine(model_dir, choose_provider("cuda" if device.type == "cuda" else "cpu"))
-    ort_prompt, cache = engine.forward(prompt_ids, engine.empty_cache(), all_logits=True)
-    with torch.no_grad():
-        ids = torch.tensor([prompt_ids], device=device)
-        output = model(input_ids=ids, use_cache=True)  # type: ignore[operator]
-        torch_prompt = output.logits[0].float().cpu().numpy()
-        past = output.past_key_values
-        prompt_diff = float(np.max(np.abs(ort_prompt - torch_prompt)))
-        scale = max(1.0, float(np.max(np.abs(torch_prompt))))
-        step_diff = 0.0
-        next_id = int(np.argmax(torch_prompt[-1]))
-        for _ in range(_VERIFY_STEPS):
-            ort_step, cache = engine.forward([next_id], cache)
-            output = model(  # type: ignore[operator]
-                input_ids=torch.tensor([[next_id]], device=device),
-                past_key_values=past,
-                use_cache=True,
-            )
-            past = output.past_key_values
-            torch_step = output.logits[0, -1].float().cpu().numpy()
-            step_diff = max(step_diff, float(np.max(np.abs(ort_step - torch_step))))
-            scale = max(scale, float(np.max(np.abs(torch_step))))
-            next_id = int(np.argmax(torch_step))
-    tolerance = TOLERANCE[dtype]
-    result = {
-        "max_abs_diff_prompt": prompt_diff,
-        "max_abs_diff_steps": step_diff,
-        "logit_scale": scale,
-        "tolerance_relative": tolerance,
-    }
-    worst = max(prompt_diff, step_diff)
-    if worst > tolerance * scale:
-        raise ExportError(
-            f"verification failed: ONNX Runtime logits differ from PyTorch by {worst:.3g} "
-            f"(allowed {tolerance * scale:.3g} = {tolerance} x {scale:.3g}); "
-            f"prompt {prompt_diff:.3g}, cached steps {step_diff:.3g}"
-        )
-    return result
-
-
-def _prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ExportError(f"{out_dir}: exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
-            raise ExportError(
-                f"{out_dir}: not empty and not a model directory; refusing to overwrite"
-            )
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint,
+        trust_remote_code=False,
+        use_safetensors=True,
+        dtype=torch.float16 if dtype == "fp16" else torch.float32,
+        attn_implementation="eager",
+    ).to(device)
+    model.eval()
+    return model
 
 
 def export_checkpoint(
@@ -193,7 +170,7 @@ def export_checkpoint(
     """Export ``checkpoint`` into the model directory ``out_dir`` (replaced atomically)."""
     import torch
     from optimum.exporters.onnx import onnx_export_from_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer, GenerationConfig
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if dtype not in TOLERANCE:
@@ -205,29 +182,20 @@ def export_checkpoint(
     if device == "cuda" and not torch.cuda.is_available():
         raise ExportError("--device cuda was asked for but PyTorch sees no CUDA device")
     architecture = _check_checkpoint(checkpoint)
-    _prepare_out_dir(out_dir)
+    check_model_dir_target(out_dir)  # before the minutes of loading and exporting
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
     if not tokenizer.is_fast:
         raise ExportError(
             f"{checkpoint}: no fast tokenizer (tokenizer.json) to ship with the model"
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint,
-        trust_remote_code=False,
-        use_safetensors=True,
-        dtype=torch.float16 if dtype == "fp16" else torch.float32,
-        attn_implementation="eager",
-    ).to(device)
-    model.eval()
+    model = load_causal_lm(checkpoint, dtype, device)
     try:
         generation_eos = GenerationConfig.from_pretrained(checkpoint).eos_token_id
     except OSError:
         generation_eos = None
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_model_dir(out_dir) as staging:
         log.info("exporting %s (%s, %s on %s) to ONNX", checkpoint, architecture, dtype, device)
         onnx_export_from_model(
             model,
@@ -242,11 +210,11 @@ def export_checkpoint(
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             architecture=architecture,
-            context_length=_context_length(model.config),
+            context_length=context_length_of(model.config),
             vocab_size=int(model.config.vocab_size),
             kv=kv,
             io=io,
-            special_tokens=_special_tokens(tokenizer, generation_eos),
+            special_tokens=special_tokens_of(tokenizer, generation_eos),
             provenance=Provenance(
                 base_checkpoint=str(checkpoint.resolve()),
                 training_data=training_data,
@@ -265,7 +233,9 @@ def export_checkpoint(
             raise ExportError(f"the exported directory does not validate: {exc}") from None
         if verify:
             prompt_ids = tokenizer(_VERIFY_PROMPT)["input_ids"][: manifest.context_length - 8]
-            verification = _verify(model, staged, prompt_ids, dtype)
+            verification = verify_logits(
+                staged, TorchReference(model), prompt_ids, dtype, device=device, steps=_VERIFY_STEPS
+            )
             manifest = replace(
                 manifest, provenance=replace(manifest.provenance, verification=verification)
             )
@@ -275,10 +245,4 @@ def export_checkpoint(
                 verification["max_abs_diff_prompt"],
                 verification["max_abs_diff_steps"],
             )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return load_model_dir(out_dir)

@@ -1,7 +1,7 @@
 """The fused graph's decode step, bound once: what makes a step move a few bytes, and what a
 CUDA graph captures.
 
-codehone's fused graph (``codehone_training.export.optimize``) keeps past and present keys
+codehone's fused graph (``codehone_training.export.fused_graph``) keeps past and present keys
 and values in one buffer per tensor, written in place, and hands back the arg-max of the
 positions asked for. So the engine allocates its buffers once, binds them here once, and a
 single-token step only updates small device tensors (the token, its position, the valid

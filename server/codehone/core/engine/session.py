@@ -5,7 +5,7 @@ Each step feeds only the new tokens plus the cache of the tokens before them. Tw
 graph are served (the manifest says which, ``kv.shared_buffer``):
 
 - optimum's export: each step takes the past KV and returns a new, longer present;
-- codehone's fused graph (``codehone_training.export.optimize``): past and present are one
+- codehone's fused graph (``codehone_training.export.fused_graph``): past and present are one
   buffer per tensor, allocated once per engine at the context length and written in place; the
   graph is told the valid length, and it hands back the arg-max of the positions asked for, so
   a greedy step moves a few bytes between host and device (codehone.core.engine.fused_step).

@@ -1,0 +1,97 @@
+"""How many steps a run takes: from the epochs, capped by ``max_steps`` and by the wall-clock
+budget, which a few probe steps measure; and the precision it runs in."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from codehone.core.errors import TrainingError
+from codehone_training.data.packing import PackedRows
+from codehone_training.finetune.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    import torch
+
+# The wall-clock budget is planned from probe steps: the first few run slow (thread pools,
+# allocator), so they are not timed; the median of the rest is.
+PROBE_WARMUP_STEPS = 3
+PROBE_TIMED_STEPS = 5
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        if not cuda:
+            return {"bf16": False, "fp16": False}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    if precision in ("bf16", "fp16") and not cuda:
+        raise TrainingError(f"--precision {precision} needs a CUDA GPU; use fp32 on the CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def seconds_per_step(
+    model: torch.nn.Module, rows: PackedRows, config: FinetuneConfig, device: torch.device
+) -> tuple[float, float]:
+    """Measure (seconds per optimizer step, seconds per evaluation batch) with probe steps."""
+    import torch
+
+    flags = precision_flags(config.precision)
+    dtype = torch.bfloat16 if flags["bf16"] else torch.float16
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=flags["bf16"] or flags["fp16"])
+    batch = [rows[i % len(rows)] for i in range(config.batch_size)]
+    inputs = torch.stack([b["input_ids"] for b in batch]).to(device)
+    labels = torch.stack([b["labels"] for b in batch]).to(device)
+    model.to(device)
+    model.train()
+    timings = []
+    for _ in range(PROBE_WARMUP_STEPS + PROBE_TIMED_STEPS):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        with autocast:
+            loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - started)
+    model.zero_grad(set_to_none=True)
+    timed = sorted(timings[PROBE_WARMUP_STEPS:])
+    # optimizer, data loading and logging cost about 15% more
+    step = timed[len(timed) // 2] * config.grad_accum * 1.15
+    return step, step / config.grad_accum / 3  # a forward is about a third of a step
+
+
+def plan_steps(
+    config: FinetuneConfig,
+    train_rows: int,
+    eval_rows: int,
+    world_size: int,
+    probe: tuple[float, float] | None,
+) -> dict[str, Any]:
+    per_step = config.batch_size * config.grad_accum * world_size
+    steps_per_epoch = max(1, math.ceil(train_rows / per_step))
+    steps = max(1, math.ceil(steps_per_epoch * config.epochs))
+    reason = f"{config.epochs:g} epochs of {steps_per_epoch} steps"
+    if config.max_steps is not None and config.max_steps < steps:
+        steps, reason = config.max_steps, "--max-steps"
+    if config.minutes is not None and probe is not None:
+        step_s, eval_batch_s = probe
+        eval_s = math.ceil(eval_rows / config.batch_size) * eval_batch_s
+        budget = config.minutes * 60 * 0.9 - eval_s  # the evaluation before training
+        affordable = int(budget / (step_s + eval_s / max(1, config.eval_steps)))
+        if affordable < steps:
+            steps, reason = max(1, affordable), f"{config.minutes:g}-minute budget"
+    eval_steps = max(1, min(config.eval_steps, steps))
+    return {
+        "max_steps": steps,
+        "warmup_steps": max(1, round(steps * config.warmup_ratio)),
+        "eval_steps": eval_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "reason": reason,
+        "seconds_per_step": probe[0] if probe else None,
+    }
