@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test serve lint editors test-editors clean
+.PHONY: install run test test-vscode serve lint editors test-editors clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "codehone needs Python >= 3.11 (set PYTHON=...)")'
@@ -35,6 +35,11 @@ editors: $(STAMP)
 
 test-editors: $(STAMP)
 	$(MAKE) -C editors test PYTHON=$(abspath $(BIN)/python)
+
+# The VS Code extension in a real VS Code (code-server + headless Chromium, installed on first
+# use: editors/vscode/e2e/README.md); slower than `make test`, so a target of its own.
+test-vscode: $(STAMP)
+	$(MAKE) -C editors test-real-vscode PYTHON=$(abspath $(BIN)/python)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

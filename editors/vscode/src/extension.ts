@@ -26,6 +26,7 @@ import {
 } from './config';
 import { debounce, throttle } from './debounce';
 import { type ClientState, formatStatusBar, parseStatus, STATUS_METHOD, type StatusInfo } from './status';
+import { makeTraceChannel, parseTraceSetting, type TraceChannel } from './trace';
 
 const STATUS_POLL_MS = 10_000;
 
@@ -38,12 +39,17 @@ class Controller implements vscode.Disposable {
   private warnedUntrusted = false;
   private poll: ReturnType<typeof setInterval> | undefined;
   private readonly output: vscode.LogOutputChannel;
+  /** The output channel as the language client's trace channel: see trace.ts. */
+  private readonly trace: TraceChannel<vscode.LogOutputChannel>;
   private readonly item: vscode.StatusBarItem;
   private readonly logFile: string | undefined;
   private readonly refreshSoon = throttle(() => void this.refreshStatus(), 1000);
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel('codehone', { log: true });
+    this.trace = makeTraceChannel(this.output, () =>
+      parseTraceSetting(vscode.workspace.getConfiguration(SECTION).get('trace.server')),
+    );
     this.item = vscode.window.createStatusBarItem('codehone.status', vscode.StatusBarAlignment.Right, 100);
     this.item.name = 'codehone';
     this.item.command = COMMANDS.toggle;
@@ -114,6 +120,7 @@ class Controller implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.output,
+      traceOutputChannel: this.trace.channel,
       initializationOptions: () => serverSettings(this.settings),
       middleware: {
         provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -208,6 +215,7 @@ class Controller implements vscode.Disposable {
 
   async onConfigurationChanged(e: vscode.ConfigurationChangeEvent): Promise<void> {
     if (!e.affectsConfiguration(SECTION)) return;
+    if (e.affectsConfiguration(`${SECTION}.trace.server`)) this.trace.update();
     const before = this.settings;
     this.settings = this.read();
     if (before.enable !== this.settings.enable) {
@@ -246,6 +254,7 @@ class Controller implements vscode.Disposable {
   dispose(): void {
     void this.stop();
     this.item.dispose();
+    this.trace.dispose();
     this.output.dispose();
   }
 }
