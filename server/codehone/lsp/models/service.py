@@ -92,7 +92,7 @@ class ModelService:
     ) -> CompletionOutcome:
         """Complete off the event loop; a newer request with the same key stops this one."""
         if self.closed:  # replaced between choosing the model and getting here
-            return CompletionOutcome(None, "the model was replaced")
+            return CompletionOutcome([], "the model was replaced")
         cancel = threading.Event()
         previous = self._in_flight.get(key)
         if previous is not None:
