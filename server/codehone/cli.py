@@ -92,10 +92,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
         outcome.reason,
         outcome.timings_ms,
     )
-    if outcome.text is None:
+    if not outcome.completions:
         log.info("no completion here (%s)", outcome.reason)
         return 1
-    sys.stdout.write(outcome.text + "\n")
+    completion = outcome.completions[0]
+    if completion.replaced:
+        log.info("it replaces the %d closing characters after the cursor", completion.replaced)
+    sys.stdout.write(completion.text + "\n")
     return 0
 
 

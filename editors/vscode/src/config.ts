@@ -186,6 +186,18 @@ export function serverSettings(settings: Settings): { maxNewTokens: number } {
   return { maxNewTokens: settings.maxTokens };
 }
 
+/**
+ * The server's `initializationOptions`: the settings, and `clientDebouncesInline`, because the
+ * inline middleware in extension.ts waits `debounceMs` before it asks; the server (which also
+ * reads `codehone.debounceMs` from the settings) then does not wait on inline requests again.
+ */
+export function initializationOptions(settings: Settings): {
+  maxNewTokens: number;
+  clientDebouncesInline: true;
+} {
+  return { ...serverSettings(settings), clientDebouncesInline: true };
+}
+
 /** True when a configuration change touches a key that needs a server restart. */
 export function needsRestart(affects: (key: string) => boolean): boolean {
   return RESTART_KEYS.some((k) => affects(`${SECTION}.${k}`));

@@ -7,6 +7,7 @@ import {
   effectiveValue,
   expandPath,
   type Inspected,
+  initializationOptions,
   needsRestart,
   readSettings,
   serverCommand,
@@ -181,6 +182,13 @@ describe('serverCommand', () => {
 describe('serverSettings and needsRestart', () => {
   it('sends maxTokens to the server as maxNewTokens', () => {
     assert.deepEqual(serverSettings(settings({ maxTokens: 32 })), { maxNewTokens: 32 });
+  });
+
+  it('tells the server at start that it debounces inline requests itself', () => {
+    assert.deepEqual(initializationOptions(settings({ maxTokens: 32 })), {
+      maxNewTokens: 32,
+      clientDebouncesInline: true,
+    });
   });
 
   it('restarts for command-line settings only', () => {
