@@ -10,9 +10,7 @@ paths to the client).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from codehone import __version__
@@ -31,6 +29,7 @@ from codehone.core.providers import Device
 from codehone.core.text_positions import PositionError, offset_at
 from codehone.lsp.config import ServerOptions, server_options_from, unwrap_settings
 from codehone.lsp.debounce import Debouncer
+from codehone.lsp.editor_watch import watch_editor
 from codehone.lsp.models.registry import ModelRegistry
 from codehone.lsp.models.service import ModelService
 from codehone.lsp.models.workspace import WorkspaceModels, uri_path
@@ -73,6 +72,8 @@ def client_supports(capabilities: Any, dotted: str) -> bool:
 
 
 class CodehoneServer(LanguageServer):
+    protocol: CodehoneProtocol
+
     def __init__(
         self,
         model: ModelService | None,
@@ -82,7 +83,7 @@ class CodehoneServer(LanguageServer):
         super().__init__("codehone", __version__, protocol_cls=CodehoneProtocol)
         self.init_options = ServerOptions()  # from initializationOptions: the base of the rest
         self.options = ServerOptions()
-        self.editor_watch: asyncio.Future[None] | None = None
+        self.editor_watch: asyncio.Task[None] | None = None
         self.debouncer = Debouncer()
         self.client_debounces_inline = False
         self.menu_offers: dict[str, MenuOffer] = {}  # per document, the last menu answer
@@ -90,12 +91,19 @@ class CodehoneServer(LanguageServer):
         self.models = WorkspaceModels(self, ModelRegistry(model, device), model_path)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Errors outside any request: log them; malformed JSON also gets a -32700 answer."""
-        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
-            log.warning("malformed message: %s", error)
-            self.protocol.answer_parse_error(error)  # type: ignore[attr-defined]
+        """pygls reports each error here. A request's error (an unknown method's included) was
+        already logged, by pygls or ``guarded``, and answered: it is not logged again."""
+        if source is FeatureRequestError:
+            log.debug("a request was answered with an error: %s", error)
             return
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    def close(self, keep: ModelService | None = None) -> None:
+        """The session is over: stop watching the editor and close its models (but ``keep``,
+        which the next TCP session shares)."""
+        if self.editor_watch is not None:
+            self.editor_watch.cancel()
+        self.models.registry.close(keep=keep)
 
     def supports(self, dotted: str) -> bool:
         return client_supports(self.client_capabilities, dotted)
@@ -275,19 +283,6 @@ async def guarded(request_id: object, make: Callable[[], Awaitable[T]]) -> T:
         raise JsonRpcInternalError(f"completion failed ({type(exc).__name__})") from None
 
 
-async def watch_editor_process(pid: int, interval_s: float = 2.0) -> None:
-    """Exit when the editor that started us dies (LSP's processId), so no server is orphaned."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            log.warning("the editor process %d is gone: exiting", pid)
-            os._exit(0)
-        except PermissionError:
-            pass  # it exists, owned by someone else
-
-
 def build_server(
     model: ModelService | None, device: Device = "auto", model_path: Path | None = None
 ) -> CodehoneServer:
@@ -316,8 +311,9 @@ def build_server(
         for warning in warnings:
             ls.log_to_client(warning)
         ls.models.set_initial_folders(params.workspace_folders, params.root_uri, params.root_path)
-        if params.process_id:
-            ls.editor_watch = asyncio.ensure_future(watch_editor_process(params.process_id))
+        ls.editor_watch = watch_editor(
+            params.process_id, lambda: ls.protocol.end_session(0), ls.protocol.parent_is_editor
+        )
 
     @server.feature(types.INITIALIZED)
     def on_initialized(ls: CodehoneServer, params: types.InitializedParams) -> None:

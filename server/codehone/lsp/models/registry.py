@@ -269,9 +269,11 @@ class ModelRegistry:
         service.retire()
         self.retired += 1
 
-    def close(self) -> None:
+    def close(self, keep: ModelService | None = None) -> None:
+        """Close every model but ``keep`` (one that outlives this registry)."""
         for service in self.services():
-            service.close()
+            if service is not keep:
+                service.close()
         self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- reporting -----------------------------------------------------------------------------
