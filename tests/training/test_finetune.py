@@ -95,7 +95,9 @@ def test_lora_merge_then_export_equals_the_merged_model(
 
     base = tiny_checkpoint("gpt2")
     model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
-    config = FinetuneConfig(base=base, data_dir=tmp_path, out_dir=tmp_path, lora_rank=4)
+    config = FinetuneConfig(
+        base=base, data_dir=tmp_path, out_dir=tmp_path, method="lora", lora_rank=4
+    )
     peft_model = add_lora(model, config)
     torch.manual_seed(0)
     with torch.no_grad():  # stand-in for training: LoRA starts as a no-op (B = 0)

@@ -32,6 +32,15 @@ CONFIG_FILE = ".codehone.toml"
 WORK_ENTRIES = (".gitignore", "data", "run", "model", "report.json")
 
 
+def quantized_bits(optimizations: list[str]) -> int:
+    """8 or 4 when a model's optimization steps include weight-only int8/int4 (the step names
+    ``export.optimize.quantize`` records, e.g. "int8-block32"), else 0."""
+    for step in optimizations:
+        if match := re.match(r"int([48])\b", step):
+            return int(match[1])
+    return 0
+
+
 @dataclass
 class TuneConfig:
     project_dir: Path
@@ -190,17 +199,25 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         )
     )
 
-    # 3. export, served as the base is: prefix-only prompts if it is, and fused if it is (a
-    # model the fused graph cannot express keeps its exported graph)
+    # 3. export, served as the base is: prefix-only prompts if it is, fused if it is (a model
+    # the fused graph cannot express keeps its exported graph), and quantized as it is
     use_cuda = config.device != "cpu" and torch.cuda.is_available()
     base_manifest = (
         load_model_dir(base.model_dir, check_graph=False).manifest if base.model_dir else None
     )
     fused = base_manifest is not None and base_manifest.kv.shared_buffer
+    steps = FinishSteps(
+        fuse=fused,
+        keep_unfused=True,
+        quantize_bits=quantized_bits(
+            base_manifest.provenance.optimizations if base_manifest else []
+        ),
+        fim_in_prompts=not prefix_only,
+    )
     model_dir = finish_model(
         result.checkpoint,
         work / "model",
-        FinishSteps(fuse=fused, keep_unfused=True, fim_in_prompts=not prefix_only),
+        steps,
         device="cuda" if use_cuda else "cpu",
         training_data=f"fine-tuned on {project.resolve()} ({summary['files']} files)",
         trained_steps=result.steps,
