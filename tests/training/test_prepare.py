@@ -318,6 +318,20 @@ def test_bad_input_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (not_ours / "keep.txt").read_text() == "mine"
 
 
+def test_prepare_never_writes_through_a_linked_out_dir(tmp_path: Path) -> None:
+    """`codehone prepare --out LINK`: refused, and the folder the link points at is untouched
+    (prepare replaces its out folder whole)."""
+    project = make_project(tmp_path / "proj")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / proj.DATASET_FILE).write_text("{}")  # looks like a data set: still refused
+    (tmp_path / "data").symlink_to(outside)
+    with pytest.raises(TrainingError, match="symbolic link"):
+        prepare.prepare(proj.PrepareConfig(project, tmp_path / "data"))
+    assert [p.name for p in outside.iterdir()] == [proj.DATASET_FILE]
+    assert (tmp_path / "data").is_symlink()
+
+
 def test_unreadable_files_are_reported_and_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
