@@ -65,6 +65,7 @@ class Completer:
         self.engine = engine
         self.tokenizer = tokenizer
         self.manifest = engine.manifest
+        tokenizer.check_fits(self.manifest.vocab_size)
         eos = frozenset(self.manifest.special_tokens.eos_token_ids)
         self.stop_token_ids = eos | tokenizer.special_token_ids()
         self.healer = TokenHealer.for_tokenizer(tokenizer)
