@@ -677,3 +677,19 @@ def test_fim_in_prompts_defaults_to_true_and_round_trips(
     (copy / "codehone.json").write_text(json.dumps(data))
     with pytest.raises(ModelDirError):
         load_model_dir(copy)
+
+
+def test_the_graph_check_never_parses_the_weights(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx.load parses every weight while holding the interpreter lock (a model loading on
+    the server's background thread would freeze its event loop): the check reads only the
+    graph's description (codehone.core.onnx_summary)."""
+    import onnx
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("onnx.load parses the whole file")
+
+    monkeypatch.setattr(onnx, "load", refuse)
+    monkeypatch.setattr(onnx, "load_model", refuse)
+    assert load_model_dir(model_copy).manifest.vocab_size == 512

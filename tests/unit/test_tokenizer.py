@@ -180,7 +180,7 @@ def test_a_tokenizer_over_the_size_limit_is_refused_unread(tmp_path: Path) -> No
     huge = tmp_path / "tokenizer.json"
     with huge.open("wb") as f:
         f.truncate(MAX_TOKENIZER_BYTES + 1)  # sparse: nothing is written, nothing is read
-    with pytest.raises(ModelDirError, match=r"34 MB; codehone loads a tokenizer.json of at most"):
+    with pytest.raises(ModelDirError, match=r"17 MB; codehone loads a tokenizer.json of at most"):
         TextTokenizer(huge)
 
 

@@ -24,6 +24,7 @@ import cattrs
 
 from codehone.core.converters import strict_converter
 from codehone.core.errors import ModelDirError
+from codehone.core.onnx_summary import OnnxFormatError, read_summary
 from codehone.core.staging import write_text_atomic
 
 MANIFEST_NAME = "codehone.json"
@@ -295,19 +296,16 @@ def _check_manifest_values(path: Path, m: Manifest) -> None:
 
 
 def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
-    """Compare the ONNX graph's inputs and outputs with the manifest (weights are not read)."""
-    import onnx
-
+    """Compare the ONNX graph's inputs and outputs with the manifest (weights are not read:
+    ``codehone.core.onnx_summary``)."""
     try:
-        proto = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:
+        graph = read_summary(model_path)
+    except (OSError, OnnxFormatError) as exc:
         raise ModelDirError(f"{model_path}: not a readable ONNX model ({exc})") from None
-    for tensor in proto.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                _inside(root, entry.value, "external data file")
-    inputs = {v.name: v for v in proto.graph.input}
-    outputs = {v.name: v for v in proto.graph.output}
+    for tensor in graph.initializers:
+        for location in tensor.external_locations:
+            _inside(root, location, "external data file")
+    inputs, outputs = graph.inputs, graph.outputs
     expected_inputs = [m.io.input_ids, *m.kv.past_names(), *m.io.optional_inputs()]
     expected_outputs = [m.io.logits, *m.kv.present_names()]
     if m.io.next_tokens:
@@ -328,13 +326,12 @@ def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
     kv_values = [("input", name, inputs[name]) for name in m.kv.past_names()]
     kv_values += [("output", name, outputs[name]) for name in m.kv.present_names()]
     for kind, name, value in kv_values:
-        tensor_type = value.type.tensor_type
-        if tensor_type.elem_type != want_type:
+        if value.elem_type != want_type:
             raise ModelDirError(
-                f"{model_path}: {kind} {name} has element type {tensor_type.elem_type}, "
+                f"{model_path}: {kind} {name} has element type {value.elem_type}, "
                 f"the manifest says {m.kv.dtype}"
             )
-        dims = _static_dims(value)
+        dims = list(value.dims)
         if (
             len(dims) != 4
             or dims[1] not in (None, m.kv.num_kv_heads)
@@ -345,13 +342,13 @@ def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
                 f"{model_path}: {kind} {name} has shape {dims}, the manifest says "
                 f"[batch, {m.kv.num_kv_heads}, past, {m.kv.head_size}]"
             )
-    logits = _static_dims(outputs[m.io.logits])
+    logits = outputs[m.io.logits].dims
     if logits and logits[-1] is not None and logits[-1] != m.vocab_size:
         raise ModelDirError(
             f"{model_path}: output {m.io.logits} has {logits[-1]:,} entries per position, "
             f"the manifest's vocab_size is {m.vocab_size:,}"
         )
-    for tensor in proto.graph.initializer:
+    for tensor in graph.initializers:
         if tensor.name.endswith(_POSITION_TABLES) and tensor.dims:
             positions = int(tensor.dims[0])
             if m.context_length > positions:
@@ -359,13 +356,6 @@ def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
                     f"{model_path}: the graph takes at most {positions:,} positions "
                     f"({tensor.name}), the manifest's context_length is {m.context_length:,}"
                 )
-
-
-def _static_dims(value: Any) -> list[int | None]:
-    """A graph value's dimensions: the number where the graph fixes it, else None."""
-    return [
-        d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim
-    ]
 
 
 def load_model_dir(path: str | os.PathLike[str], check_graph: bool = True) -> ModelDir:

@@ -104,7 +104,9 @@ def read_project_config(path: Path) -> ProjectConfig | None:
     try:
         resolved = candidate.resolve(strict=False)
     except (OSError, RuntimeError) as exc:  # symlink loops
-        raise ProjectConfigError(f"{path}: model path {value!r} cannot be resolved ({exc})") from None
+        raise ProjectConfigError(
+            f"{path}: model path {value!r} cannot be resolved ({exc})"
+        ) from None
     return ProjectConfig(folder=folder, source=path, model_path=resolved, raw=table)
 
 

@@ -4,11 +4,12 @@ The server never imports transformers (slow to import, heavy); `tokenizers` read
 tokenizer.json the training side saved.
 
 A tokenizer.json over ``MAX_TOKENIZER_BYTES`` is refused before it is read: the `tokenizers`
-library holds Python's global interpreter lock while it parses one (measured: a 26 MB file, 2.1
-s in which no other thread of the process ran, and about 19 bytes of memory per byte of file),
-so loading it on a background thread would still freeze the language server. The largest
-tokenizer of a supported family (Llama 3) is 9 MB; 32 MB leaves room and bounds the pause to
-about 2.5 s. ``check_fits`` refuses a tokenizer that makes ids the model does not have.
+library holds Python's global interpreter lock while it parses one, for a time that grows with
+its vocabulary (measured here: 26 MB, a million entries, 2.1 s in which no other thread of the
+process ran; 6 MB, 150,000 entries and merges, 1.8 s on a busy machine; about 19 bytes of
+memory per byte of file), so no background thread keeps the language server responsive
+meanwhile. The largest tokenizer of a supported family (Llama 3's) is 9 MB: 16 MB leaves room
+for it and bounds the pause. ``check_fits`` refuses a tokenizer that makes ids the model lacks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from codehone.core.errors import ModelDirError
 # Decoding a continuation on its own can drop a leading space (sentencepiece) or mangle bytes
 # split across tokens; decoding it after a few prompt tokens and removing their text does not.
 _CONTEXT_TOKENS = 4
-MAX_TOKENIZER_BYTES = 32 << 20
+MAX_TOKENIZER_BYTES = 16 << 20
 
 
 class TextTokenizer:
