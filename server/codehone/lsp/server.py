@@ -26,7 +26,7 @@ from codehone import __version__
 from codehone.core.completion.cursor import CursorContext
 from codehone.core.errors import CodehoneError
 from codehone.core.providers import Device
-from codehone.core.text_positions import PositionError, offset_at
+from codehone.core.text_positions import PositionError
 from codehone.lsp.config import ServerOptions, server_options_from
 from codehone.lsp.debounce import Debouncer
 from codehone.lsp.models.registry import ModelRegistry
@@ -34,6 +34,7 @@ from codehone.lsp.models.service import ModelService
 from codehone.lsp.models.workspace import WorkspaceModels, uri_path
 from codehone.lsp.neighbors import Recency, display_path, path_header, pick_neighbors
 from codehone.lsp.protocol import CodehoneProtocol
+from codehone.lsp.text_documents import TrackedDocument, install_workspace
 
 log = logging.getLogger("codehone.server")
 T = TypeVar("T")
@@ -133,11 +134,10 @@ class CodehoneServer(LanguageServer):
         """The document's text and the cursor's offset (and, with ``otherDocuments``, the
         other open files), or None for an unknown document."""
         document = self.workspace.text_documents.get(uri)
-        if document is None:
+        if not isinstance(document, TrackedDocument):
             return None
         text = document.source
-        encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16)
-        offset = offset_at(text, position.line, position.character, encoding)
+        offset = document.offset_at(position)
         if not options.other_documents:
             return CursorContext(text, offset)
         folders = self.models.folder_paths()
@@ -250,6 +250,7 @@ def build_server(
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: CodehoneServer, params: types.InitializeParams) -> None:
+        install_workspace(ls.protocol)
         ls.init_options, warnings = server_options_from(params.initialization_options)
         ls.options = ls.init_options
         for warning in warnings:
