@@ -38,11 +38,17 @@ class Prompt:
     healing: Healing | None = None  # the text before the cursor that generation restores
 
 
+def new_token_limit(manifest: Manifest, options: CompletionOptions) -> int:
+    """The most tokens one completion generates: ``options.max_new_tokens``, but at most half
+    the model's context, so the prompt always keeps the other half (a limit at or past the
+    context would cut every prompt to one token)."""
+    return max(1, min(options.max_new_tokens, manifest.context_length // 2))
+
+
 def prompt_budget(manifest: Manifest, options: CompletionOptions) -> int:
     """The prompt's tokens: the options' limit, within the context that the new tokens share."""
-    return max(
-        1, min(options.max_prompt_tokens, manifest.context_length - options.max_new_tokens - 1)
-    )
+    room = manifest.context_length - new_token_limit(manifest, options) - 1
+    return max(1, min(options.max_prompt_tokens, room))
 
 
 def prefix_token_ids(
