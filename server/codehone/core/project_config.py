@@ -42,6 +42,11 @@ class ProjectConfig:
     model_path: Path  # as resolved (symlinks followed); validated only by ``load_model``
     raw: dict[str, Any]  # the whole codehone table, for options beyond the model
 
+    @property
+    def model_inside(self) -> bool:
+        """Whether the model path (links followed) lies inside the folder."""
+        return self.model_path.is_relative_to(self.folder)
+
     def load_model(self, check_graph: bool = True) -> ModelDir:
         """Validate and load the selected model directory, or raise ``ProjectConfigError``."""
         return load_project_model(self, check_graph=check_graph)

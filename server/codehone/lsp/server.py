@@ -27,7 +27,7 @@ from codehone.core.completion.cursor import CursorContext
 from codehone.core.errors import CodehoneError
 from codehone.core.providers import Device
 from codehone.core.text_positions import PositionError
-from codehone.lsp.config import ServerOptions, server_options_from
+from codehone.lsp.config import ServerOptions, server_options_from, workspace_trust_from
 from codehone.lsp.debounce import Debouncer
 from codehone.lsp.models.registry import ModelRegistry
 from codehone.lsp.models.service import ModelService
@@ -253,7 +253,9 @@ def build_server(
         install_workspace(ls.protocol)
         ls.init_options, warnings = server_options_from(params.initialization_options)
         ls.options = ls.init_options
-        for warning in warnings:
+        ls.models.trust, trust_warnings = workspace_trust_from(params.initialization_options)
+        log.info("workspace trust: %s", ls.models.trust.to_json())
+        for warning in [*warnings, *trust_warnings]:
             ls.log_to_client(warning)
         ls.models.set_initial_folders(params.workspace_folders, params.root_uri, params.root_path)
         if params.process_id:

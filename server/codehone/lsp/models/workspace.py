@@ -9,6 +9,11 @@ the ``ModelRegistry``.
   ``pyproject.toml``'s dependencies costs nothing).
 - The ``model`` option replaces ``--model`` in the registry's global slot (documents outside
   every configured folder); clearing it restores ``--model``.
+- A cloned repository choosing which weights run on the user's machine is a trust decision,
+  the editor's (``codehone.lsp.config.WorkspaceTrust``): unless the workspace is trusted, a
+  folder's config is ignored (one log line; the global model serves the folder), and even in
+  a trusted one a config naming a model outside its folder is refused unless
+  ``allowModelsOutsideWorkspace`` says otherwise.
 
 Every step that touches the disk runs on a thread: reading a config, the fingerprint of the
 model it names, and the load itself (``ModelRegistry.load``: manifest, graph summary, tokenizer,
@@ -32,6 +37,7 @@ from pygls.uris import to_fs_path
 
 from codehone.core.model_dir import load_model_dir
 from codehone.core.project_config import ProjectConfig, ProjectConfigError, find_project_config
+from codehone.lsp.config import WorkspaceTrust
 from codehone.lsp.models.registry import (
     GLOBAL,
     Fingerprint,
@@ -117,7 +123,9 @@ class WorkspaceModels:
         self.server = server
         self.registry = registry
         self.model_path = model_path  # --model (or the default model found at startup)
+        self.trust = WorkspaceTrust()  # set from initializationOptions
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._said_untrusted: set[str] = set()  # folders whose ignored config was logged
 
     # -- background work -----------------------------------------------------------------------
 
@@ -214,6 +222,9 @@ class WorkspaceModels:
         try:
             found = await asyncio.to_thread(_read_config, slot.folder)
         except (ProjectConfigError, OSError) as exc:
+            if not self.trust.trusted:
+                self._ignore_untrusted(key, f"{exc}")
+                return
             self.registry.mark_failed(key, str(exc))
             keeps = self.registry.slot_for_path(slot.folder).service
             still = f"; still serving {keeps.model_dir.root}" if keeps is not None else ""
@@ -223,6 +234,17 @@ class WorkspaceModels:
             self.registry.unconfigure(key)
             return
         config, model_fingerprint = found
+        if not self.trust.trusted:
+            self._ignore_untrusted(key, str(config.source))
+            return
+        if not config.model_inside and not self.trust.models_outside:
+            why = (
+                f"{config.source}: the model path {str(config.model_path)!r} is outside the "
+                f"workspace folder {config.folder}; set allowModelsOutsideWorkspace to allow it"
+            )
+            self.registry.mark_failed(key, why)
+            self.server.warn_user(f"codehone: {why}")
+            return
         request = LoadRequest(
             model_path=config.model_path,
             source=str(config.source),
@@ -232,6 +254,17 @@ class WorkspaceModels:
         if slot.wanted == request.fingerprint:
             return  # the same model as before (loaded, loading, or known to fail)
         await self.registry.load(key, request, LspLoadReporter(self.server))
+
+    def _ignore_untrusted(self, key: str, what: str) -> None:
+        """A folder's config in a workspace the editor does not trust: not followed."""
+        why = (
+            f"{what}: ignored, the workspace is not trusted (the editor did not pass "
+            "trustedWorkspace); the global model serves this folder"
+        )
+        self.registry.ignore_config(key, why)
+        if key not in self._said_untrusted:  # one line per folder, not per change
+            self._said_untrusted.add(key)
+            log.warning("%s", why)
 
     # -- the global slot -----------------------------------------------------------------------
 
