@@ -21,7 +21,9 @@ CPU_CONTENDERS = ["hf-eager", "optimum", "codehone-export", "codehone", "codehon
 @pytest.fixture
 def tiny_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        bench_engine, "_shapes", lambda device: {"tiny-gpt2": TINY["gpt2"], "tiny-qwen2": TINY["qwen2"]}
+        bench_engine,
+        "_shapes",
+        lambda device: {"tiny-gpt2": TINY["gpt2"], "tiny-qwen2": TINY["qwen2"]},
     )
 
 
@@ -62,8 +64,16 @@ def test_every_cpu_contender_runs_and_agrees_with_pytorch(
 
 def test_unknown_shape_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["bench", "engine", "--device", "cpu", "--shapes", "no-such-shape",
-         "--cache-dir", str(tmp_path)]
+        [
+            "bench",
+            "engine",
+            "--device",
+            "cpu",
+            "--shapes",
+            "no-such-shape",
+            "--cache-dir",
+            str(tmp_path),
+        ]
     )
     assert code != 0
     assert "no-such-shape" in capsys.readouterr().err

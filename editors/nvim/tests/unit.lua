@@ -98,6 +98,16 @@ test('init_options: a JSON object, with maxNewTokens when given', function()
   eq({ maxNewTokens = 32 }, c.init_options({ max_tokens = 32 }))
 end)
 
+test('init_options: workspace trust only when asked for', function()
+  local c = fresh()
+  eq({ trustedWorkspace = true }, c.init_options({ trusted_workspace = true }))
+  eq(
+    { trustedWorkspace = true, allowModelsOutsideWorkspace = false, maxNewTokens = 4 },
+    c.init_options({ trusted_workspace = true, allow_models_outside_workspace = false, max_tokens = 4 })
+  )
+  eq({ trustedWorkspace = true }, c.lsp_config({ trusted_workspace = true }).init_options)
+end)
+
 test('lsp/codehone.lua is a usable vim.lsp.config on its own', function()
   local config = vim.lsp.config.codehone
   eq({ 'codehone', 'serve' }, config.cmd)

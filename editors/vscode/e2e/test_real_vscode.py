@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -223,8 +224,11 @@ def test_changing_the_model_setting_swaps_the_model(open_workbench, workspace: P
 
 def test_workspace_codehone_toml_selects_the_folders_model(open_workbench, workspace: Path,
                                                            alt_model: Path) -> None:
-    files = {"main.py": PREFIX + ".", ".codehone.toml": f'[model]\npath = "{alt_model}"\n'}
+    # the model inside the folder, where `codehone tune` puts it: the server follows a trusted
+    # workspace's config to a model inside it (one outside needs allowModelsOutsideWorkspace)
+    files = {"main.py": PREFIX + ".", ".codehone.toml": '[model]\npath = ".codehone/alt"\n'}
     write_workspace(workspace, files)
+    shutil.copytree(alt_model, workspace / ".codehone" / "alt")
     wb = open_workbench()
     item = wb.wait_status("the folder's model", lambda i: "model: alt" in i["label"], 90)
     wb.shot("status-folder-model")

@@ -122,7 +122,7 @@ class Controller implements vscode.Disposable {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.output,
       traceOutputChannel: this.trace.channel,
-      initializationOptions: () => initializationOptions(this.settings),
+      initializationOptions: () => initializationOptions(this.settings, vscode.workspace.isTrusted),
       middleware: {
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.settings.enable) return null;

@@ -6,8 +6,8 @@ import {
   displayCommand,
   effectiveValue,
   expandPath,
-  type Inspected,
   initializationOptions,
+  type Inspected,
   needsRestart,
   readSettings,
   serverCommand,
@@ -73,6 +73,7 @@ describe('readSettings', () => {
       maxTokens: 64,
       debounceMs: 75,
       verbose: false,
+      allowModelsOutsideWorkspace: false,
     });
     assert.deepEqual(ignored, []);
   });
@@ -184,11 +185,28 @@ describe('serverSettings and needsRestart', () => {
     assert.deepEqual(serverSettings(settings({ maxTokens: 32 })), { maxNewTokens: 32 });
   });
 
-  it('tells the server at start that it debounces inline requests itself', () => {
-    assert.deepEqual(initializationOptions(settings({ maxTokens: 32 })), {
-      maxNewTokens: 32,
+  it('passes workspace trust in initializationOptions, and models outside only when trusted', () => {
+    assert.deepEqual(initializationOptions(settings({ maxTokens: 16 }), true), {
+      maxNewTokens: 16,
       clientDebouncesInline: true,
+      trustedWorkspace: true,
+      allowModelsOutsideWorkspace: false,
     });
+    const outside = settings({ allowModelsOutsideWorkspace: true });
+    assert.equal(initializationOptions(outside, true).allowModelsOutsideWorkspace, true);
+    assert.deepEqual(initializationOptions(outside, false), {
+      maxNewTokens: DEFAULTS.maxTokens,
+      clientDebouncesInline: true,
+      trustedWorkspace: false,
+      allowModelsOutsideWorkspace: false,
+    });
+    // a workspace cannot grant it itself in an untrusted workspace
+    const fromWorkspace = readSettings(
+      inspector({ allowModelsOutsideWorkspace: { workspaceValue: true } }),
+      false,
+    );
+    assert.equal(fromWorkspace.settings.allowModelsOutsideWorkspace, false);
+    assert.deepEqual(fromWorkspace.ignored, ['allowModelsOutsideWorkspace']);
   });
 
   it('restarts for command-line settings only', () => {
@@ -197,6 +215,7 @@ describe('serverSettings and needsRestart', () => {
     assert.equal(needsRestart(only('codehone.server.command')), true);
     assert.equal(needsRestart(only('codehone.server.pythonPath')), true);
     assert.equal(needsRestart(only('codehone.server.verbose')), true);
+    assert.equal(needsRestart(only('codehone.allowModelsOutsideWorkspace')), true);
     assert.equal(needsRestart(only('codehone.maxTokens')), false);
     assert.equal(needsRestart(only('codehone.debounceMs')), false);
     assert.equal(needsRestart(only('codehone.enable')), false);

@@ -26,8 +26,13 @@ from codehone.core.completion.cursor import CursorContext
 from codehone.core.completion.postprocess import Completion
 from codehone.core.errors import CodehoneError
 from codehone.core.providers import Device
-from codehone.core.text_positions import PositionError, offset_at
-from codehone.lsp.config import ServerOptions, server_options_from, unwrap_settings
+from codehone.core.text_positions import PositionError
+from codehone.lsp.config import (
+    ServerOptions,
+    server_options_from,
+    unwrap_settings,
+    workspace_trust_from,
+)
 from codehone.lsp.debounce import Debouncer
 from codehone.lsp.editor_watch import watch_editor
 from codehone.lsp.models.registry import ModelRegistry
@@ -35,6 +40,7 @@ from codehone.lsp.models.service import ModelService
 from codehone.lsp.models.workspace import WorkspaceModels, uri_path
 from codehone.lsp.neighbors import Recency, display_path, path_header, pick_neighbors
 from codehone.lsp.protocol import CodehoneProtocol
+from codehone.lsp.text_documents import TrackedDocument, install_workspace
 
 log = logging.getLogger("codehone.server")
 T = TypeVar("T")
@@ -163,16 +169,13 @@ class CodehoneServer(LanguageServer):
         other open files), or None for an unknown document. With ``selected`` (a menu item),
         the text as if that item were accepted, the cursor after it."""
         document = self.workspace.text_documents.get(uri)
-        if document is None:
+        if not isinstance(document, TrackedDocument):
             return None
         text = document.source
-        encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16)
-        offset = offset_at(text, position.line, position.character, encoding)
+        offset = document.offset_at(position)
         if selected is not None:
-            start = offset_at(
-                text, selected.range.start.line, selected.range.start.character, encoding
-            )
-            end = offset_at(text, selected.range.end.line, selected.range.end.character, encoding)
+            start = document.offset_at(selected.range.start)
+            end = document.offset_at(selected.range.end)
             if end < start:
                 raise PositionError("selectedCompletionInfo.range ends before it starts")
             text = text[:start] + selected.text + text[end:]
@@ -301,6 +304,7 @@ def build_server(
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: CodehoneServer, params: types.InitializeParams) -> None:
+        install_workspace(ls.protocol)
         ls.init_options, warnings = server_options_from(params.initialization_options)
         ls.options = ls.init_options
         raw = unwrap_settings(params.initialization_options)
@@ -308,7 +312,9 @@ def build_server(
             isinstance(raw, dict) and raw.get(CLIENT_DEBOUNCES_INLINE) is True
         )
         completion.declare_trigger_characters(ls, params.capabilities)
-        for warning in warnings:
+        ls.models.trust, trust_warnings = workspace_trust_from(params.initialization_options)
+        log.info("workspace trust: %s", ls.models.trust.to_json())
+        for warning in [*warnings, *trust_warnings]:
             ls.log_to_client(warning)
         ls.models.set_initial_folders(params.workspace_folders, params.root_uri, params.root_path)
         ls.editor_watch = watch_editor(

@@ -159,7 +159,12 @@ def dequantize(info: GgufInfo, checkpoint: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, name = str(info.path.parent), info.path.name
+    # transformers reads the GGUF from a folder of its own, so nothing else in the user's
+    # folder (a config, an index, a pickle of weights) takes part in the load
+    isolated = checkpoint.parent / "gguf-source"
+    isolated.mkdir()
+    (isolated / info.path.name).symlink_to(info.path.resolve())
+    folder, name = str(isolated), info.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     if GGUF_ARCHITECTURES[info.architecture] != model.config.model_type:

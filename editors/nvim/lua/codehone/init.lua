@@ -25,6 +25,11 @@ M.name = 'codehone'
 --- @field log_file? string Server log file, passed as `--log-file`.
 --- @field verbose? boolean Pass `-v` (debug logging).
 --- @field max_tokens? integer Most tokens per completion (initializationOptions.maxNewTokens).
+--- @field trusted_workspace? boolean Let a project's .codehone.toml choose the model that runs
+---   (initializationOptions.trustedWorkspace; default false: the server ignores those configs
+---   and serves every file with the global model).
+--- @field allow_models_outside_workspace? boolean Also when the config names a model outside the
+---   project folder (initializationOptions.allowModelsOutsideWorkspace; default false).
 --- @field filetypes? string[] Filetypes to attach to; nil: every file buffer.
 --- @field root_markers? (string|string[])[] Files that mark a project root.
 --- @field inline? boolean Ghost text via vim.lsp.inline_completion; default: true when available (0.12+).
@@ -41,6 +46,8 @@ M.defaults = {
   log_file = nil,
   verbose = false,
   max_tokens = nil,
+  trusted_workspace = nil,
+  allow_models_outside_workspace = nil,
   filetypes = nil,
   root_markers = { '.git', 'pyproject.toml', 'package.json', 'Cargo.toml', 'go.mod', '.hg' },
   inline = nil,
@@ -99,10 +106,20 @@ end
 --- @param opts codehone.Opts
 --- @return table
 function M.init_options(opts)
+  local out = {}
   if opts.max_tokens then
-    return { maxNewTokens = opts.max_tokens }
+    out.maxNewTokens = opts.max_tokens
   end
-  return vim.empty_dict()
+  if opts.trusted_workspace ~= nil then
+    out.trustedWorkspace = opts.trusted_workspace == true
+  end
+  if opts.allow_models_outside_workspace ~= nil then
+    out.allowModelsOutsideWorkspace = opts.allow_models_outside_workspace == true
+  end
+  if next(out) == nil then
+    return vim.empty_dict()
+  end
+  return out
 end
 
 --- The vim.lsp.config entry for `opts`.

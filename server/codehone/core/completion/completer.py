@@ -10,6 +10,7 @@ characters after the cursor it replaces (closers).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,11 +27,13 @@ from codehone.core.completion.postprocess import (
     postprocess,
     token_loop_length,
 )
-from codehone.core.completion.prompt import Prompt, build_prompt
+from codehone.core.completion.prompt import Prompt, build_prompt, new_token_limit
 from codehone.core.completion.sampling import make_sampler
 from codehone.core.engine.protocol import DecodeEngine, Generation, Sampler, StopConditions
 from codehone.core.healing import TokenHealer
 from codehone.core.tokenizer import TextTokenizer
+
+log = logging.getLogger("codehone.completion")
 
 
 @dataclass
@@ -77,9 +80,25 @@ class Completer:
         self.engine = engine
         self.tokenizer = tokenizer
         self.manifest = engine.manifest
+        tokenizer.check_fits(self.manifest.vocab_size)
         eos = frozenset(self.manifest.special_tokens.eos_token_ids)
         self.stop_token_ids = eos | tokenizer.special_token_ids()
         self.healer = TokenHealer.for_tokenizer(tokenizer)
+        self._cut_limits: set[int] = set()  # max_new_tokens values already said to be cut
+
+    def _new_token_limit(self, options: CompletionOptions) -> int:
+        """``new_token_limit``, saying once per value when it cuts the option."""
+        limit = new_token_limit(self.manifest, options)
+        if limit < options.max_new_tokens and options.max_new_tokens not in self._cut_limits:
+            self._cut_limits.add(options.max_new_tokens)
+            log.warning(
+                "maxNewTokens %d would leave the prompt no room in this model's context of %d "
+                "tokens: %d new tokens at most (the prompt keeps the other half)",
+                options.max_new_tokens,
+                self.manifest.context_length,
+                limit,
+            )
+        return limit
 
     def complete(
         self,
@@ -169,7 +188,7 @@ class Completer:
             return cut_completion(text, prompt.mode, prompt.base_indent)[1]
 
         stop = StopConditions(
-            max_new_tokens=options.max_new_tokens,
+            max_new_tokens=self._new_token_limit(options),
             stop_token_ids=self.stop_token_ids,
             deadline=deadline,
             cancel=cancel,
