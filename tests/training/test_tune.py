@@ -13,7 +13,13 @@ from test_prepare import make_project
 
 from codehone.cli import main
 from codehone_training import tune as tune_module
-from codehone_training.tune import TuneConfig, beats, tune, write_project_config
+from codehone_training.tune import (
+    TuneConfig,
+    beats,
+    format_summary,
+    tune,
+    write_project_config,
+)
 
 
 def test_write_project_config_fresh_and_in_place(tmp_path: Path) -> None:
@@ -83,6 +89,11 @@ def test_tune_end_to_end(
     assert dataset["config"]["chunk_offsets"] == math.ceil(epochs)  # a cutting per epoch
     run = json.loads((work / "run" / "codehone_finetune.json").read_text())
     assert run["config"]["early_stopping_patience"] == 0  # the schedule runs to its end
+    summary = format_summary(report)
+    assert "line exact match" in summary and "line BLEU" in summary and "->" in summary
+    assert "training: 2 steps in " in summary and "the whole loop" in summary
+    assert f"{config}: written" in summary
+    assert str(work / "report.json") in summary
 
 
 def test_a_prefix_only_fused_base_gives_a_prefix_only_fused_model(
@@ -180,6 +191,38 @@ def test_a_loser_leaves_the_project_config_alone(
     assert report["bits_per_byte_delta"] == pytest.approx(-0.1)
     assert "does not beat" in report["message"] and "-5.0 points" in report["message"]
     assert (project / ".codehone.toml").read_text() == '[model]\npath = "previous"\n'
+    summary = format_summary(report).splitlines()
+    assert "    line exact match          30.0% ->    25.0%  (-5.0)" in summary
+    assert "    bits per byte             1.500 ->    1.400  (-0.100)" in summary
+    assert any(".codehone.toml: not written: the tuned model does not beat" in s for s in summary)
+    assert not any("BLEU" in line for line in summary)  # not measured: not shown
+
+
+def test_cli_tune_prints_the_summary_and_writes_the_json_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = {
+        "project": str(tmp_path),
+        "base": "base",
+        "model": "tuned",
+        "config_written": None,
+        "comparison": [
+            {"metric": "line exact match", "base": 10.0, "model": 12.5, "delta": 2.5},
+            {"metric": "line BLEU", "base": 20.0, "model": 30.0, "delta": 10.0},
+        ],
+        "finetune": {"steps": 40, "train_seconds": 300.0},
+        "seconds": 420.0,
+    }
+    monkeypatch.setattr(tune_module, "tune", lambda config: report)
+    assert main(["tune", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed == format_summary(report) + "\n"  # the summary only, no JSON
+    assert "training: 40 steps in 5.0 min (the whole loop 7.0 min)" in printed
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    # a --json whose folder does not exist is refused before any work
+    monkeypatch.setattr(tune_module, "tune", lambda config: pytest.fail("it ran"))
+    assert main(["tune", str(tmp_path), "--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "its folder does not exist" in capsys.readouterr().err
 
 
 def test_cli_prepare_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,7 @@ def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
     from codehone_training.export.finish import FinishSteps, finish_model
     from codehone_training.finetune import FinetuneConfig, finetune
 
+    started = time.monotonic()
     ignore_generated_files(work)
     from codehone.core.default_model import model_or_default
 
@@ -309,6 +311,8 @@ def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
         "bits_per_byte_delta": round(delta_bpb, 4),
         "config_written": str(config_path) if config_path else None,
         "message": message,
+        "report": str(work / "report.json"),
+        "seconds": round(time.monotonic() - started, 1),
         "data": summary,
         "finetune": result.metrics,
         "comparison": comparison["comparison"],
@@ -317,3 +321,55 @@ def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
     }
     write_text_atomic(work / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+# The rows of the evaluation's comparison the summary shows: their decimals and unit.
+SUMMARY_METRICS = {
+    "line exact match": (1, "%"),
+    "line edit similarity": (1, ""),
+    "line BLEU": (1, ""),
+    "bits per byte": (3, ""),
+}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """What ``codehone tune`` prints at the end: base -> tuned on the held-out files, the
+    training time, and whether the project's ``.codehone.toml`` now points at the new model."""
+    lines = [
+        f"codehone tune {report['project']}",
+        f"  base:  {report['base']}",
+        f"  tuned: {report['model']}",
+        "  held-out test files (base -> tuned):",
+    ]
+    for row in report["comparison"]:
+        if row["metric"] not in SUMMARY_METRICS:
+            continue
+        places, unit = SUMMARY_METRICS[row["metric"]]
+        base, tuned = f"{row['base']:.{places}f}{unit}", f"{row['model']:.{places}f}{unit}"
+        delta = f"{row['delta']:+.{places}f}"
+        lines.append(f"    {row['metric']:22} {base:>8} -> {tuned:>8}  ({delta})")
+    trained = report["finetune"]
+    steps = trained.get("steps")
+    training = f"  training: {int(steps)} steps" if steps is not None else "  training:"
+    if trained.get("train_seconds") is not None:
+        training += f" in {_duration(float(trained['train_seconds']))}"
+    if report.get("seconds") is not None:
+        training += f" (the whole loop {_duration(float(report['seconds']))})"
+    lines.append(training)
+    if report["config_written"]:
+        lines.append(
+            f"  {report['config_written']}: written, it points at the tuned model "
+            "(it beats the base)"
+        )
+    else:
+        lines.append(
+            f"  {CONFIG_FILE}: not written: the tuned model does not beat the base "
+            "(line exact match, ties broken by edit similarity)"
+        )
+    if report.get("report"):
+        lines.append(f"  full report: {report['report']}")
+    return "\n".join(lines)
