@@ -56,6 +56,22 @@ def test_the_published_dir_is_not_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
+def test_private_files_are_published_readable(tmp_path: Path) -> None:
+    # safetensors and ONNX Runtime's external data come out 0600; a model directory is shared
+    mask = os.umask(0o022)
+    try:
+        with staged_dir(tmp_path / "out", ours, "ours") as staging:
+            (staging / "marker").write_text("x")
+            (staging / "sub").mkdir()
+            for name in ("model.onnx.data", "sub/weights"):
+                (staging / name).write_bytes(b"w")
+                (staging / name).chmod(0o600)
+    finally:
+        os.umask(mask)
+    for name in ("model.onnx.data", "sub/weights", "marker"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name
+
+
 def test_foreign_or_linked_targets_are_refused(tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()

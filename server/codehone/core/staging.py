@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -87,10 +88,24 @@ def new_staging_dir(target: Path, kind: str = "") -> Path:
     return staging
 
 
+def _make_readable(staging: Path) -> None:
+    """Give every private file in ``staging`` an ordinary new file's permissions: some writers
+    (safetensors, ONNX Runtime's external data) create their files 0600, and a published model
+    directory is read by other users and services."""
+    mode = 0o666 & ~_umask()
+    for folder, _dirs, files in os.walk(staging):
+        for name in files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and not st.st_mode & 0o077:
+                os.chmod(path, mode | (st.st_mode & 0o111 & ~_umask()))
+
+
 def publish(staging: Path, target: Path) -> None:
     """Move the finished ``staging`` folder to ``target``. An old ``target`` is moved aside
     first and deleted after, so ``target`` is at every moment the old folder or the new one."""
     refuse_links([target])
+    _make_readable(staging)
     if target.exists():
         trash = new_staging_dir(target, "old")
         os.replace(target, trash / "old")
