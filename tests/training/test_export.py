@@ -152,7 +152,10 @@ def test_codehone_optimize_runs_each_step(
         main(["optimize", "quantize", str(fused_model("gpt2")), "--out", str(out), "--bits", "8"])
         == 0
     )
-    assert f"wrote {out.resolve()} (fused-fp32, int8-block32)" in capsys.readouterr().out
+    assert (
+        f"wrote {out.resolve()} (fused-fp32, int8-block32, embedding-int8)"
+        in capsys.readouterr().out
+    )
     out = tmp_path / "last"
     assert (
         main(["optimize", "last-logits", str(tiny_model("codegen")), "--out", str(out), "-v"]) == 0

@@ -26,6 +26,9 @@ from codehone.core.tokenizer import TextTokenizer
 
 CODE = "import os\nimport sys\n\n\ndef main():\n    args = sys."
 URI = "file:///project/main.py"
+# The first test builds the real model (about 2 minutes on 2 quiet cores; more when the
+# machine is busy), inside the suite's per-test timeout otherwise.
+pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="session")

@@ -407,7 +407,7 @@ def test_pretrain_can_quantize_and_embed_its_checkpoint(
 
     assert model_dir.root == (tmp_path / "model").resolve()
     provenance = model_dir.manifest.provenance
-    assert provenance.optimizations == ["fused-fp32", "int8-block32"]
+    assert provenance.optimizations == ["fused-fp32", "int8-block32", "embedding-int8"]
     assert provenance.base_checkpoint == "checkpoint"
     fim = model_dir.manifest.special_tokens.fim
     assert fim is not None and not fim.in_prompts  # FIM-trained, prompted prefix-only

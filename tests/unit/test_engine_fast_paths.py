@@ -212,6 +212,34 @@ def test_weight_only_quantization(bits: int, fused_model: Callable[[str], Path],
     assert len(quantized.generate(PROMPT, StopConditions(max_new_tokens=8)).token_ids) == 8
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_embedding_table_is_quantized_and_shared_when_tied(
+    family: str, fused_model: Callable[[str], Path], tmp_path: Path
+):
+    import onnx
+
+    from codehone_training.export.optimize import quantize
+
+    quantized_dir = quantize(fused_model(family), tmp_path / family, bits=8)
+    assert "embedding-int8" in quantized_dir.manifest.provenance.optimizations
+    graph = onnx.load(str(quantized_dir.model_path), load_external_data=False).graph
+    gathers = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(gathers) == 1 and gathers[0].input[1] == "input_ids"
+    # no float32 table of the vocabulary's rows is left in the graph
+    table = [quantized_dir.manifest.vocab_size, 64]  # the tiny models' [vocabulary, hidden]
+    assert not [t.name for t in graph.initializer if t.data_type == 1 and list(t.dims) == table]
+    projections = {n.input[1] for n in graph.node if n.op_type == "MatMulNBits"}
+    # gpt2 ties its output projection to the embedding: one packed tensor serves both; the
+    # tiny llama does not tie them: its table is packed on its own
+    assert (gathers[0].input[0] in projections) == (family == "gpt2")
+    rows, original = engine(quantized_dir.root), engine(fused_model(family))
+    stop = StopConditions(max_new_tokens=8)
+    assert len(rows.generate(PROMPT, stop).token_ids) == 8
+    q_logits, _ = rows.forward(PROMPT, rows.empty_cache(), all_logits=True)
+    o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
+    assert float(np.mean(q_logits.argmax(-1) == o_logits.argmax(-1))) >= 0.7
+
+
 def test_prompt_lookup_draft():
     text = np.array([1, 2, 3, 4, 5, 9, 2, 3, 4, 7, 2, 3, 0, 0])
     assert prompt_lookup_draft(text, 12, 3) == [4, 7, 2]  # latest match of [2, 3]

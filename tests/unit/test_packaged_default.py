@@ -47,7 +47,9 @@ def test_an_intact_build_is_the_default_model(home: Path, tiny_model_dir: Path) 
     assert default_model.model_or_default(None, "--model") == built
 
 
-@pytest.mark.parametrize("damage", ["truncated", "removed", "no record", "other source", "link"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "removed", "no record", "other source", "link", "old recipe"]
+)
 def test_a_damaged_build_is_never_trusted(
     home: Path, tiny_model_dir: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -59,6 +61,10 @@ def test_a_damaged_build_is_never_trusted(
         (built / "tokenizer.json").unlink()
     elif damage == "no record":
         (built / BUILD_RECORD).unlink()
+    elif damage == "old recipe":  # a build by an older codehone: rebuilt, not served
+        record = json.loads((built / BUILD_RECORD).read_text(encoding="utf-8"))
+        del record["recipe"]
+        (built / BUILD_RECORD).write_text(json.dumps(record), encoding="utf-8")
     elif damage == "link":
         target = home / "elsewhere.json"
         shutil.copy(built / "tokenizer.json", target)

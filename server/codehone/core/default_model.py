@@ -71,6 +71,9 @@ PACKAGED = PackagedModel(
 )
 # The packaged model's format per device (fused graph; the CPU's by measurement, README).
 PACKAGED_FORMATS = {"cpu": "int8", "cuda": "fp16"}
+# The recipe's version, in the build record: a build by an older recipe is rebuilt by
+# `codehone setup` (2: the token embedding int8 too, shared with the tied output projection).
+RECIPE = 2
 
 
 def codehone_home() -> Path:
@@ -107,7 +110,7 @@ def build_record(model_dir: Path, source_sha256: str, fmt: str) -> dict[str, obj
         for p in sorted(model_dir.rglob("*"))
         if p.is_file() and p.name != BUILD_RECORD
     }
-    return {"source_sha256": source_sha256, "format": fmt, "files": files}
+    return {"source_sha256": source_sha256, "recipe": RECIPE, "format": fmt, "files": files}
 
 
 def packaged_problem(model_dir: Path) -> str | None:
@@ -117,6 +120,8 @@ def packaged_problem(model_dir: Path) -> str | None:
         files = record["files"]
         if record["source_sha256"] != PACKAGED.sha256:
             return "it was built from another version of the package"
+        if record.get("recipe") != RECIPE:
+            return "it was built by an older recipe"
         for name, size in files.items():
             path = model_dir / name
             if path.is_symlink() or not path.is_file() or path.stat().st_size != size:

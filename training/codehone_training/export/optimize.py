@@ -33,6 +33,7 @@ from codehone_training.export.fused import (
 )
 from codehone_training.export.fused_graph import build_fused_graph
 from codehone_training.export.quantize import quantize_matmuls
+from codehone_training.export.quantize_embedding import quantize_embeddings
 from codehone_training.export.verify import (
     TOLERANCE,
     EngineReference,
@@ -259,12 +260,17 @@ def quantize(
         if count == 0:
             raise OptimizeError("no MatMul weight could be quantized")
         log.info("quantized %d MatMul weights to int%d (block %d)", count, bits, block_size)
+        tables = quantize_embeddings(quantized, bits, block_size)
         _save_onnx(quantized, staging)
         _copy_side_files(source.root, staging)
         manifest = source.manifest
         provenance = replace(
             manifest.provenance,
-            optimizations=[*manifest.provenance.optimizations, f"int{bits}-block{block_size}"],
+            optimizations=[
+                *manifest.provenance.optimizations,
+                f"int{bits}-block{block_size}",
+                *([f"embedding-int{bits}"] if tables else []),
+            ],
         )
         write_manifest(staging, replace(manifest, provenance=provenance, model_file=ONNX_FILE))
     return load_model_dir(out_dir)
