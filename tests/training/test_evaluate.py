@@ -156,6 +156,23 @@ def test_bits_per_byte_of_a_uniform_model_is_log2_vocab_per_token() -> None:
     assert result["bits_per_byte"] == pytest.approx(math.log2(64), rel=1e-4)
     # each token is scored exactly once though the windows overlap
     assert metrics.sequence_bits(engine, list(range(31)), 8) == pytest.approx(30 * math.log2(64))
+    # never more than a chunk of logits at once
+    engine.calls.clear()
+    bits = metrics.sequence_bits(engine, list(range(31)), 8, chunk=3)
+    assert bits == pytest.approx(30 * math.log2(64)) and max(engine.calls) == 3
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16])
+def test_a_window_scored_in_chunks_scores_as_one_call(tiny_model_dir: Path, chunk: int) -> None:
+    # a long window of a large vocabulary runs in chunks through the cache (memory), and the
+    # bits are those of one call over the window
+    from engines import engine as onnx_engine
+
+    model = onnx_engine(tiny_model_dir)
+    ids = [int(x) for x in np.random.default_rng(0).integers(1, 200, 70)]
+    whole = metrics.sequence_bits(model, ids, 32, chunk=32)
+    assert whole > 0
+    assert metrics.sequence_bits(model, ids, 32, chunk=chunk) == pytest.approx(whole, rel=1e-5)
 
 
 def test_docstring_cases_prompt_after_the_docstring() -> None:

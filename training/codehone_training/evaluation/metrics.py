@@ -142,19 +142,36 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - peak - np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))
 
 
-def sequence_bits(engine: DecodeEngine[Any], ids: list[int], window: int) -> float:
+# Tokens run through the model per call when scoring: the logits of a call are
+# [tokens, vocabulary] (a window of 8,192 tokens of a 49k vocabulary would be 1.6 GB of float32,
+# and more in float64), so a window is fed in chunks through the KV cache instead.
+SCORE_CHUNK = 256
+
+
+def sequence_bits(
+    engine: DecodeEngine[Any], ids: list[int], window: int, chunk: int = SCORE_CHUNK
+) -> float:
     """Negative log2-likelihood of ``ids[1:]`` given what precedes each token, with a sliding
-    window of ``window`` tokens advancing by half a window (each token scored once)."""
+    window of ``window`` tokens advancing by half a window (each token scored once). Each
+    window runs in chunks of ``chunk`` tokens through the cache (the same logits, bounded
+    memory)."""
     stride = max(1, window // 2)
     total = 0.0
     scored_until = 1  # ids[0] (the start token) is never predicted
     begin = 0
     while scored_until < len(ids):
         end = min(begin + window, len(ids))
-        logits, _ = engine.forward(ids[begin:end], engine.empty_cache(), all_logits=True)
-        log_probs = log_softmax(logits.astype(np.float64))
-        for position in range(scored_until, end):
-            total -= log_probs[position - 1 - begin, ids[position]]
+        cache = engine.empty_cache()
+        for start in range(begin, end, max(1, chunk)):
+            stop = min(start + max(1, chunk), end)
+            logits, cache = engine.forward(ids[start:stop], cache, all_logits=True)
+            # logits row r (the token at start + r) predicts the token at start + r + 1
+            first = max(scored_until, start + 1)
+            if first >= min(stop + 1, end):
+                continue
+            rows = logits[first - 1 - start : min(stop, end - 1) - start].astype(np.float64)
+            targets = np.asarray(ids[first : first + len(rows)])
+            total -= float(log_softmax(rows)[np.arange(len(rows)), targets].sum())
         scored_until = end
         begin = max(begin + stride, end - window + stride) if end < len(ids) else end
     return total / math.log(2)
