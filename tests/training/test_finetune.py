@@ -316,3 +316,46 @@ def test_finetune_never_deletes_through_a_linked_run_dir(tmp_path: Path) -> None
         finetune(config)
     assert "packed" in str(raised.value)
     assert sorted(p.name for p in outside.iterdir()) == ["checkpoints"]
+
+
+def test_batches_are_split_to_fit_the_memory() -> None:
+    from types import SimpleNamespace
+
+    from codehone_training.finetune.plan import fit_batch_to_memory
+
+    smollm2 = SimpleNamespace(
+        num_hidden_layers=30, hidden_size=576, intermediate_size=1536, vocab_size=49152
+    )
+    gib = 1 << 30
+
+    def fit(method: str, memory: int) -> tuple[int, int]:
+        config = FinetuneConfig(
+            base=Path("b"), data_dir=Path("d"), out_dir=Path("o"), method=method, batch_size=8
+        )
+        return fit_batch_to_memory(config, smollm2, 1024, memory)
+
+    # LoRA and full fine-tuning keep every block's activations (8 rows of 1,024 tokens took
+    # 14.6 GB and were killed on a 24 GB machine): micro-batches, the same 8 rows per step
+    assert fit("lora", 24 * gib) == (2, 4)
+    assert fit("full", 24 * gib) == (2, 4)
+    assert fit("freeze", 24 * gib) == (8, 1)  # only two blocks keep theirs
+    assert fit("lora", 1024 * gib) == (8, 1)
+    assert fit("lora", 1) == (1, 8)
+
+
+def test_a_run_in_micro_batches_trains_the_same_rows_per_step(
+    tmp_path: Path,
+    data_dir: Path,
+    tiny_checkpoint: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from codehone_training.finetune import train
+
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: 1)  # nothing fits: rows of 1
+    with caplog.at_level("INFO", logger="codehone.finetune"):
+        result = finetune(_config(tiny_checkpoint("gpt2"), data_dir, tmp_path / "run"))
+    assert "batches of 4 rows as 4 micro-batches of 1" in caplog.text
+    assert result.metrics["val_loss"] < result.metrics["base_val_loss"]
+    carried = json.loads((result.checkpoint / "codehone_finetune.json").read_text())
+    assert carried["config"]["batch_size"] == 4  # what the user asked for, as run

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ from codehone_training.finetune.config import (
     check_resumable,
 )
 from codehone_training.finetune.model import count_parameters, load_trainable_model
-from codehone_training.finetune.plan import plan_steps, precision_flags, seconds_per_step
+from codehone_training.finetune.plan import (
+    device_memory_bytes,
+    fit_batch_to_memory,
+    plan_steps,
+    precision_flags,
+    seconds_per_step,
+)
 
 log = logging.getLogger("codehone.finetune")
 
@@ -167,6 +174,28 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     train_np, val_np, packed_meta = load_packed(packed)
     if len(train_np) == 0 or len(val_np) == 0:
         raise TrainingError(f"{config.data_dir}: the train or validation split packs to nothing")
+    # micro-batches that fit in memory (a 49k vocabulary's logits alone are 200 MB a row)
+    from transformers import AutoConfig
+
+    micro_batch, accumulation = fit_batch_to_memory(
+        config,
+        AutoConfig.from_pretrained(base.checkpoint),
+        int(packed_meta["seq_len"]),
+        device_memory_bytes(),
+    )
+    fitted = replace(config, batch_size=micro_batch, grad_accum=accumulation)  # probe, plan
+    if micro_batch != config.batch_size:
+        log.info(
+            "batches of %d rows as %d micro-batches of %d (to fit the activations in memory)",
+            config.batch_size * config.grad_accum,
+            accumulation,
+            micro_batch,
+        )
+    args_kwargs.update(
+        per_device_train_batch_size=micro_batch,
+        per_device_eval_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+    )
     train_rows = PackedRows(train_np, base.eos_id)
     val_rows = PackedRows(evenly_spaced(val_np, config.eval_rows), base.eos_id)
 
@@ -194,7 +223,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     else:
         probe = None
         if config.minutes is not None:
-            probe = seconds_per_step(model, train_rows, config, probe_args.device)
+            probe = seconds_per_step(model, train_rows, fitted, probe_args.device)
             if world_size > 1 and torch.distributed.is_initialized():
                 value = torch.tensor([probe[0], probe[1]], device=probe_args.device)
                 torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
@@ -202,7 +231,7 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         # an epoch is one pass over the data: one of the train split's cuttings
         cuttings = packed_meta["splits"]["train"].get("cuttings", 1)
         epoch_rows = math.ceil(len(train_rows) / cuttings)
-        plan = plan_steps(config, epoch_rows, len(val_rows), world_size, probe)
+        plan = plan_steps(fitted, epoch_rows, len(val_rows), world_size, probe)
         if main_process:
             write_text_atomic(
                 run_config_path,
