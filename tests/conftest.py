@@ -6,7 +6,10 @@ own Python files and random weights; building and exporting one takes a few seco
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +20,17 @@ if TYPE_CHECKING:
     from codehone.core.tokenizer import TextTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Models codehone builds per user (the packaged model, the fallback) go to a folder of this test
+# session, never the developer's own cache: a `codehone setup` run there must not change what
+# the tests' servers pick as the default model. Set here, so servers the tests start inherit it.
+os.environ["CODEHONE_HOME"] = TEST_HOME = tempfile.mkdtemp(prefix="codehone-test-home-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_home() -> Iterator[None]:
+    yield
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 def tokenizer_texts() -> list[str]:

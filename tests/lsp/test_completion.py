@@ -6,9 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lsp_session import capabilities as lsp_capabilities
 from lsp_session import start
 from lsprotocol import types
 
+from codehone.check.capabilities import editor_capabilities
 from codehone.check.client import EditorSession
 from codehone.core.completion.completer import Completer
 from codehone.core.completion.cursor import CursorContext
@@ -117,3 +119,21 @@ async def test_bad_positions_and_documents(gpt2_session: EditorSession, tiny_mod
         await complete(session, 0, 6, uri=emoji)
     # ... and the server keeps serving.
     assert isinstance(await complete(session, 1, 0), types.CompletionList)
+
+
+async def test_trigger_characters_leave_the_menu_to_ghost_text(tiny_model_dir: Path):
+    """A client with inline completion gets no trigger characters (the menu comes when asked
+    for: Ctrl+Space); one without gets "." only, never a space, "(" or a line break."""
+    for capabilities, expected in [
+        (lsp_capabilities(), []),
+        (editor_capabilities(), []),  # VS Code's
+        (types.ClientCapabilities(), ["."]),
+    ]:
+        session = await start(tiny_model_dir)
+        try:
+            result = await session.initialize(capabilities=capabilities)
+            provider = result.capabilities.completion_provider
+            assert provider is not None
+            assert list(provider.trigger_characters or []) == expected
+        finally:
+            await session.close()

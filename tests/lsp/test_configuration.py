@@ -114,7 +114,9 @@ async def test_pushed_settings_wrapped_or_bare(tiny_model_dir: Path):
         await session.close()
 
 
-async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_model_dir: Path):
+async def test_automatic_requests_are_debounced_per_kind_and_invoked_ones_are_not(
+    tiny_model_dir: Path,
+):
     session = await start(tiny_model_dir)
     try:
         await session.initialize(
@@ -143,6 +145,17 @@ async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_mo
         assert len(first_menu.items) == 0
         assert [i.text_edit.new_text for i in second_menu.items] == want_items  # type: ignore[union-attr]
 
+        # An editor with ghost text and a menu asks for both on one keystroke: newest-wins
+        # holds per kind, so each gets its answer (waiting in the debounce or not).
+        for automatic in (True, False):
+            session.change(URI, TEXT)
+            ghost, menu = await asyncio.gather(
+                inline(session, URI, 4, 24, automatic=automatic),
+                complete(session, URI, 4, 24, automatic=automatic),
+            )
+            assert [i.insert_text for i in ghost.items] == want_items, automatic
+            assert [i.text_edit.new_text for i in menu.items] == want_items, automatic  # type: ignore[union-attr]
+
         # Once the document has been quiet for debounceMs, an automatic request waits no more.
         await asyncio.sleep(1.6)
         quiet, also_quiet = await asyncio.gather(
@@ -158,3 +171,29 @@ async def test_automatic_requests_are_debounced_and_invoked_ones_are_not(tiny_mo
         assert [i.text_edit.new_text for i in menu.items] == want_items  # type: ignore[union-attr]
     finally:
         await session.close()
+
+
+async def test_inline_requests_of_a_client_that_debounces_them_do_not_wait_again(
+    tiny_model_dir: Path,
+):
+    """The VS Code extension waits before it asks for ghost text and says so
+    (``clientDebouncesInline``); the server then does not wait out ``debounceMs`` again. Told
+    apart by order, not time: the model has one worker, so an inline request sent before an
+    invoked menu request is answered first unless it sits in the debounce."""
+    for client_debounces, answered_first in [(True, True), (False, False)]:
+        session = await start(tiny_model_dir)
+        try:
+            options = {"debounceMs": 5000, "clientDebouncesInline": client_debounces}
+            await session.initialize(capabilities=capabilities(), initialization_options=options)
+            await wait_idle(session)
+            session.open(URI, TEXT)  # just edited: a debounce would wait the whole 5 s
+            ghost = session.send("inline", URI, types.Position(4, 24), automatic=True)
+            menu = await complete(session, URI, 4, 24)
+            assert menu.items
+            assert ghost.future.done() == answered_first, options
+            result = await session.wait("the inline request", ghost.future, 30)
+            assert [i.insert_text for i in result.items] == [
+                i.text_edit.new_text for i in menu.items
+            ]  # type: ignore[union-attr]
+        finally:
+            await session.close()

@@ -14,6 +14,9 @@ from lsprotocol import types
 from codehone.check.client import EditorSession
 from codehone.core import default_model
 
+# The folders' models live outside them (the session's tiny models): a workspace the user
+# trusts, with models outside it allowed (tests/lsp/test_workspace_trust.py: without them).
+TRUSTED = {"trustedWorkspace": True, "allowModelsOutsideWorkspace": True}
 TEXT = "import os\n\n\ndef main():\n    path = os.path.join(\n    x = \n    print(\n"
 CURSORS = [
     (4, 24),
@@ -79,7 +82,9 @@ async def test_per_folder_models_and_live_swaps(
     client = session.client
     try:
         await session.initialize(
-            [a, b, c], capabilities=capabilities(watch_files=True, progress=True)
+            [a, b, c],
+            capabilities=capabilities(watch_files=True, progress=True),
+            initialization_options=TRUSTED,
         )
         status = await wait_idle(session)
         # several folders, several models at once; an unconfigured folder uses the default
@@ -196,7 +201,9 @@ async def test_serving_only_project_models_without_a_default(
     for folders in ([project], []):
         session = await start(None, env={"CODEHONE_HOME": str(home)})
         try:
-            await session.initialize(folders, capabilities=capabilities())
+            await session.initialize(
+                folders, capabilities=capabilities(), initialization_options=TRUSTED
+            )
             status = await wait_idle(session)
             if folders:
                 assert serving(status, project) == str(tiny_model("llama").resolve())

@@ -95,7 +95,9 @@ def test_lora_merge_then_export_equals_the_merged_model(
 
     base = tiny_checkpoint("gpt2")
     model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
-    config = FinetuneConfig(base=base, data_dir=tmp_path, out_dir=tmp_path, lora_rank=4)
+    config = FinetuneConfig(
+        base=base, data_dir=tmp_path, out_dir=tmp_path, method="lora", lora_rank=4
+    )
     peft_model = add_lora(model, config)
     torch.manual_seed(0)
     with torch.no_grad():  # stand-in for training: LoRA starts as a no-op (B = 0)
@@ -307,3 +309,10 @@ def test_finetune_never_deletes_through_a_linked_run_dir(tmp_path: Path) -> None
     with pytest.raises(TrainingError, match="symbolic link"):
         finetune(config)
     assert (outside / "checkpoints" / "keep.bin").read_text() == "mine"
+    (run / "checkpoints").unlink()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "packed").symlink_to(outside)  # packing would write there
+    with pytest.raises(TrainingError, match="symbolic link") as raised:
+        finetune(config)
+    assert "packed" in str(raised.value)
+    assert sorted(p.name for p in outside.iterdir()) == ["checkpoints"]

@@ -5,6 +5,7 @@ original checkpoint; every kind of bad file gets one line."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_the_imported_model_decodes_like_the_original_checkpoint(
     assert manifest.provenance.verification["max_abs_diff_prompt"] < 1e-3
     assert "GGUF tiny-llama.F32.gguf (sha256 " in manifest.provenance.training_data
     kept = imported / "checkpoint"
-    assert manifest.provenance.base_checkpoint == str(kept)
+    assert manifest.provenance.base_checkpoint == "checkpoint"  # relative: the dir can move
     assert (kept / "model.safetensors").is_file() and (kept / "tokenizer.json").is_file()
     source = json.loads((kept / "codehone_source.json").read_text())
     assert len(source["sha256"]) == 64
@@ -139,3 +140,30 @@ def test_folders_must_hold_exactly_one_gguf_inside_them(tiny_gguf: Path, tmp_pat
         find_gguf(linked)
     with pytest.raises(ExportError, match="does not exist"):
         find_gguf(tmp_path / "missing.gguf")
+
+
+def test_only_the_gguf_takes_part_in_its_import(
+    tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder holding the GGUF and a config, an index and a pickle of weights: the import
+    reads the GGUF alone (transformers gets a folder of its own), and no pickle is loaded."""
+    import torch
+
+    from codehone.cli import main
+
+    folder = tmp_path / "download"
+    folder.mkdir()
+    shutil.copy(tiny_gguf, folder / tiny_gguf.name)
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    (folder / "pytorch_model.bin").write_bytes(b"not even a pickle")
+    (folder / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"lm_head.weight": "pytorch_model.bin"}}'
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    out = tmp_path / "model"
+    assert main(["export", str(folder / tiny_gguf.name), "--out", str(out)]) == 0
+    assert load_model_dir(out).manifest.architecture == "llama"

@@ -318,19 +318,56 @@ def test_bad_input_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (not_ours / "keep.txt").read_text() == "mine"
 
 
+def test_a_huge_file_is_never_read_and_a_late_nul_marks_binary(tmp_path: Path) -> None:
+    """A 200 MB source file is skipped from its size alone (it used to be read whole: a 264 MB
+    peak); a NUL byte after the first 8 KB still marks a file binary."""
+    import tracemalloc
+
+    project = make_project(tmp_path / "proj")
+    with (project / "huge.py").open("wb") as f:
+        f.truncate(200_000_000)  # sparse: costs no disk
+    code = CODE_FILE.read_text(encoding="utf-8")
+    (project / "late_nul.py").write_text(code[:9000] + "\0" + code[9000:])
+    tracemalloc.start()
+    try:
+        collection = proj.collect_files(proj.PrepareConfig(project, tmp_path / "data"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+    reasons = dict(collection.skipped)
+    assert reasons["huge.py"] == "larger than 500000 bytes"
+    assert reasons["late_nul.py"] == "binary"
+    assert all("\0" not in f.text for f in collection.files)
+
+
+def test_prepare_never_writes_through_a_linked_out_dir(tmp_path: Path) -> None:
+    """`codehone prepare --out LINK`: refused, and the folder the link points at is untouched
+    (prepare replaces its out folder whole)."""
+    project = make_project(tmp_path / "proj")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / proj.DATASET_FILE).write_text("{}")  # looks like a data set: still refused
+    (tmp_path / "data").symlink_to(outside)
+    with pytest.raises(TrainingError, match="symbolic link"):
+        prepare.prepare(proj.PrepareConfig(project, tmp_path / "data"))
+    assert [p.name for p in outside.iterdir()] == [proj.DATASET_FILE]
+    assert (tmp_path / "data").is_symlink()
+
+
 def test_unreadable_files_are_reported_and_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = make_project(tmp_path / "proj")
     victim = project / "pkg" / "runner.py"
-    real = Path.read_bytes
+    real = Path.open
 
-    def read_bytes(self: Path) -> bytes:
+    def open_(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if self == victim:
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", open_)
     out = tmp_path / "data"
     summary = prepare.prepare(proj.PrepareConfig(project, out))
     assert summary["skipped"] == {"unreadable": 1}

@@ -13,7 +13,13 @@ from test_prepare import make_project
 
 from codehone.cli import main
 from codehone_training import tune as tune_module
-from codehone_training.tune import TuneConfig, beats, tune, write_project_config
+from codehone_training.tune import (
+    TuneConfig,
+    beats,
+    format_summary,
+    tune,
+    write_project_config,
+)
 
 
 def test_write_project_config_fresh_and_in_place(tmp_path: Path) -> None:
@@ -83,6 +89,11 @@ def test_tune_end_to_end(
     assert dataset["config"]["chunk_offsets"] == math.ceil(epochs)  # a cutting per epoch
     run = json.loads((work / "run" / "codehone_finetune.json").read_text())
     assert run["config"]["early_stopping_patience"] == 0  # the schedule runs to its end
+    summary = format_summary(report)
+    assert "line exact match" in summary and "line BLEU" in summary and "->" in summary
+    assert "training: 2 steps in " in summary and "the whole loop" in summary
+    assert f"{config}: written" in summary
+    assert str(work / "report.json") in summary
 
 
 def test_a_prefix_only_fused_base_gives_a_prefix_only_fused_model(
@@ -180,6 +191,38 @@ def test_a_loser_leaves_the_project_config_alone(
     assert report["bits_per_byte_delta"] == pytest.approx(-0.1)
     assert "does not beat" in report["message"] and "-5.0 points" in report["message"]
     assert (project / ".codehone.toml").read_text() == '[model]\npath = "previous"\n'
+    summary = format_summary(report).splitlines()
+    assert "    line exact match          30.0% ->    25.0%  (-5.0)" in summary
+    assert "    bits per byte             1.500 ->    1.400  (-0.100)" in summary
+    assert any(".codehone.toml: not written: the tuned model does not beat" in s for s in summary)
+    assert not any("BLEU" in line for line in summary)  # not measured: not shown
+
+
+def test_cli_tune_prints_the_summary_and_writes_the_json_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = {
+        "project": str(tmp_path),
+        "base": "base",
+        "model": "tuned",
+        "config_written": None,
+        "comparison": [
+            {"metric": "line exact match", "base": 10.0, "model": 12.5, "delta": 2.5},
+            {"metric": "line BLEU", "base": 20.0, "model": 30.0, "delta": 10.0},
+        ],
+        "finetune": {"steps": 40, "train_seconds": 300.0},
+        "seconds": 420.0,
+    }
+    monkeypatch.setattr(tune_module, "tune", lambda config: report)
+    assert main(["tune", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert printed == format_summary(report) + "\n"  # the summary only, no JSON
+    assert "training: 40 steps in 5.0 min (the whole loop 7.0 min)" in printed
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    # a --json whose folder does not exist is refused before any work
+    monkeypatch.setattr(tune_module, "tune", lambda config: pytest.fail("it ran"))
+    assert main(["tune", str(tmp_path), "--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "its folder does not exist" in capsys.readouterr().err
 
 
 def test_cli_prepare_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,7 +269,9 @@ def test_the_work_dir_ignores_generated_files_but_not_check_cases(tmp_path: Path
     assert ignored == [".codehone/model/model.onnx"]
 
 
-@pytest.mark.parametrize("entry", ["run", "report.json", ".gitignore", "model", "data"])
+@pytest.mark.parametrize(
+    "entry", ["run", "report.json", ".gitignore", "model", "data", "run/checkpoints"]
+)
 def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) -> None:
     """A link in .codehone (here to a folder or file outside the project) is refused before
     anything is written, and what it points at is left as it was."""
@@ -239,7 +284,7 @@ def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) ->
     (outside / "checkpoints").mkdir()
     (outside / "checkpoints" / "keep.bin").write_text("mine too")
     work = project / ".codehone"
-    work.mkdir()
+    (work / entry).parent.mkdir(parents=True)
     target = outside / "precious.txt" if "." in entry else outside
     (work / entry).symlink_to(target)
     with pytest.raises(TrainingError, match="symbolic link") as raised:
@@ -247,7 +292,56 @@ def test_tune_refuses_work_entries_that_are_links(tmp_path: Path, entry: str) ->
     assert str(work / entry) in str(raised.value)
     assert (outside / "precious.txt").read_text() == "mine"
     assert (outside / "checkpoints" / "keep.bin").read_text() == "mine too"
-    assert sorted(p.name for p in work.iterdir()) == [entry]  # not even .gitignore written
+    top = entry.split("/")[0]
+    assert sorted(p.name for p in work.iterdir()) == [top]  # not even .gitignore written
+
+
+def test_tune_refuses_a_project_config_that_is_a_link(tmp_path: Path) -> None:
+    """tune rewrites .codehone.toml keeping its content: a link there would copy the file it
+    points at into the project (and tune would write where it points): refused up front."""
+    from codehone.core.errors import TrainingError
+
+    project = make_project(tmp_path / "proj")
+    secret = tmp_path / "secret.toml"
+    secret.write_text("token = 'hunter2'\n")
+    (project / ".codehone.toml").symlink_to(secret)
+    with pytest.raises(TrainingError, match="symbolic link"):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert not (project / ".codehone").exists()
+    with pytest.raises(TrainingError, match="symbolic link"):
+        write_project_config(project, project / ".codehone" / "model")
+    assert secret.read_text() == "token = 'hunter2'\n"
+    assert (project / ".codehone.toml").is_symlink()
+
+
+def test_tune_failing_before_training_leaves_no_work_dir(tmp_path: Path) -> None:
+    """Bad input (here a base that does not exist) found after tune created .codehone: what
+    it created goes again; what was there before (the user's check cases) stays."""
+    from codehone.core.errors import CodehoneError
+
+    project = make_project(tmp_path / "proj")
+    with pytest.raises(CodehoneError):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert not (project / ".codehone").exists()
+
+    (project / ".codehone").mkdir()
+    (project / ".codehone" / "checks.toml").write_text("# mine\n")
+    with pytest.raises(CodehoneError):
+        tune(TuneConfig(project_dir=project, base=tmp_path / "no-base"))
+    assert [p.name for p in (project / ".codehone").iterdir()] == ["checks.toml"]
+
+
+def test_tune_without_source_files_leaves_no_work_dir(
+    tmp_path: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    from codehone.core.errors import TrainingError
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("no code here\n")
+    with pytest.raises(TrainingError, match="no usable source files"):
+        tune(TuneConfig(project_dir=project, base=tiny_checkpoint("gpt2")))
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
 
 
 def test_tune_refuses_a_work_dir_that_is_a_link(tmp_path: Path) -> None:

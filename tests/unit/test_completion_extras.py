@@ -19,6 +19,7 @@ from codehone.core.completion.completer import Completer
 from codehone.core.completion.cursor import CursorContext, Neighbor
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
 from codehone.core.completion.postprocess import (
+    Completion,
     cut_repeated_lines,
     postprocess,
     strip_control_chars,
@@ -59,7 +60,7 @@ def at_end(text: str) -> CursorContext:
     ],
 )
 def test_control_characters_are_stripped(raw: str, expected: str | None) -> None:
-    assert postprocess(raw, at_end("x = "), SINGLE) == expected
+    assert postprocess(raw, at_end("x = "), SINGLE) == (expected and Completion(expected))
 
 
 def test_strip_control_chars_keeps_newlines_and_tabs() -> None:
@@ -67,7 +68,7 @@ def test_strip_control_chars_keeps_newlines_and_tabs() -> None:
 
 
 def test_carriage_returns_inside_a_block_are_dropped() -> None:
-    assert postprocess("\r\n    a = 1\r\n    b = 2", at_end("def f():"), MULTI) == (
+    assert postprocess("\r\n    a = 1\r\n    b = 2", at_end("def f():"), MULTI) == Completion(
         "\n    a = 1\n    b = 2"
     )
 
@@ -75,7 +76,7 @@ def test_carriage_returns_inside_a_block_are_dropped() -> None:
 def test_repeated_lines_keep_one() -> None:
     text = "\n    x += 1\n    x += 1\n    x += 1\n    x += 1\n"
     assert cut_repeated_lines(text) == ("\n    x += 1", True)
-    assert postprocess(text, at_end("def f(x):"), MULTI) == "\n    x += 1"
+    assert postprocess(text, at_end("def f(x):"), MULTI) == Completion("\n    x += 1")
 
 
 def test_two_equal_lines_are_fine_and_blank_lines_do_not_count() -> None:

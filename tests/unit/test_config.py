@@ -222,3 +222,18 @@ def test_input_is_not_mutated() -> None:
 def test_fractional_number_for_an_int_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert read_completion({"maxNewTokens": 12.5}) == DEFAULTS
     assert len(warnings_of(caplog)) == 1
+
+
+def test_workspace_trust_comes_from_initialization_options_only() -> None:
+    from codehone.lsp.config import WorkspaceTrust, workspace_trust_from
+
+    assert workspace_trust_from(None) == (WorkspaceTrust(), [])
+    assert workspace_trust_from({"maxNewTokens": 8})[0] == WorkspaceTrust(False, False)
+    trust, warnings = workspace_trust_from(
+        {"codehone": {"trustedWorkspace": True, "allowModelsOutsideWorkspace": "yes"}}
+    )
+    assert trust == WorkspaceTrust(trusted=True, models_outside=False)
+    assert len(warnings) == 1 and "allowModelsOutsideWorkspace='yes'" in warnings[0]
+    # the ordinary options ignore them: a settings push cannot grant trust
+    options, option_warnings = server_options_from({"trustedWorkspace": True})
+    assert option_warnings == [] and "trusted" not in str(options.to_json())

@@ -256,6 +256,83 @@ def test_sizes_must_be_positive(
     assert f"{shown} must be positive" in message
 
 
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(raw: dict[str, Any]) -> None:
+        *parents, key = path.split(".")
+        for name in parents:
+            raw = raw[name]
+        raw[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        ("context_length", 10**12, "context_length 1,000,000,000,000 is outside 2..1,048,576"),
+        ("context_length", 2**31, "context_length 2,147,483,648 is outside"),
+        ("context_length", 1, "context_length 1 is outside"),
+        ("vocab_size", 10**12, "vocab_size 1,000,000,000,000 is outside 2.."),
+        ("vocab_size", 1, "vocab_size 1 is outside 2.."),
+        ("kv.num_layers", 10**9, "kv.num_layers 1,000,000,000 is outside 1..1,024"),
+        ("kv.num_kv_heads", 10**6, "kv.num_kv_heads 1,000,000 is outside"),
+        ("kv.head_size", 10**6, "kv.head_size 1,000,000 is outside"),
+    ],
+)
+def test_sizes_out_of_range_are_refused(
+    model_copy: Path, path: str, value: int, shown: str
+) -> None:
+    """Numbers that pass the type checks and would fail every completion (a KV buffer of 10^12
+    positions, 2 * 10^9 graph input names to compare) are refused on load."""
+    edit_manifest(model_copy, _set(path, value))
+    assert shown in load_error(model_copy, check_graph=False)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        ("special_tokens.eos_token_ids", [0, 512], "eos_token_ids[1] 512 is not a token id"),
+        ("special_tokens.eos_token_ids", [-1], "eos_token_ids[0] -1 is not a token id"),
+        ("special_tokens.bos_token_id", 10**6, "bos_token_id 1,000,000 is not a token id"),
+        ("special_tokens.fim.prefix_id", 10**6, "fim.prefix_id 1,000,000 is not a token id"),
+        ("special_tokens.fim.middle_id", 512, "fim.middle_id 512 is not a token id"),
+    ],
+)
+def test_special_token_ids_past_the_vocabulary_are_refused(
+    model_copy: Path, path: str, value: Any, shown: str
+) -> None:
+    edit_manifest(model_copy, _set(path, value))
+    message = load_error(model_copy, check_graph=False)
+    assert shown in message and "vocab_size 512" in message
+
+
+def test_sizes_the_graph_contradicts_are_refused(model_copy: Path) -> None:
+    """The tiny gpt2 graph has 256 positions (wpe) and 512 logits per position."""
+    edit_manifest(model_copy, _set("context_length", 512))
+    load_model_dir(model_copy, check_graph=False)  # in range: only the graph says otherwise
+    assert "the graph takes at most 256 positions (transformer.wpe.weight)" in load_error(
+        model_copy
+    )
+    edit_manifest(model_copy, _set("context_length", 256))
+    edit_manifest(model_copy, _set("vocab_size", 1024))
+    message = load_error(model_copy)
+    assert "output logits has 512 entries per position" in message
+    assert "vocab_size is 1,024" in message
+
+
+def test_a_fused_graph_says_its_context(fused_model: Callable[[str], Path], tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(fused_model("qwen2"), tmp_path / "fused"))
+    edit_manifest(copy, _set("context_length", 4096))
+    assert "at most 256 positions (cos_cache)" in load_error(copy)
+
+
+def test_a_huge_manifest_is_refused_before_it_is_read(model_copy: Path) -> None:
+    raw = read_raw(model_copy)
+    raw["provenance"]["training_data"] = "x" * (1 << 20)
+    write_raw(model_copy, raw)
+    assert "a manifest is at most 1,048,576" in load_error(model_copy, check_graph=False)
+
+
 def test_empty_eos_token_ids(model_copy: Path) -> None:
     edit_manifest(model_copy, lambda raw: raw["special_tokens"].__setitem__("eos_token_ids", []))
     message = load_error(model_copy)
@@ -575,7 +652,9 @@ def test_model_dir_loading_does_not_write(model_copy: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in model_copy.iterdir()} == before
 
 
-def test_fim_in_prompts_defaults_to_true_and_round_trips(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_fim_in_prompts_defaults_to_true_and_round_trips(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """Older manifests have no `in_prompts`; a manifest may turn FIM prompts off."""
     import json
     import shutil
@@ -598,3 +677,19 @@ def test_fim_in_prompts_defaults_to_true_and_round_trips(tiny_model_dir: Path, t
     (copy / "codehone.json").write_text(json.dumps(data))
     with pytest.raises(ModelDirError):
         load_model_dir(copy)
+
+
+def test_the_graph_check_never_parses_the_weights(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx.load parses every weight while holding the interpreter lock (a model loading on
+    the server's background thread would freeze its event loop): the check reads only the
+    graph's description (codehone.core.onnx_summary)."""
+    import onnx
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("onnx.load parses the whole file")
+
+    monkeypatch.setattr(onnx, "load", refuse)
+    monkeypatch.setattr(onnx, "load_model", refuse)
+    assert load_model_dir(model_copy).manifest.vocab_size == 512

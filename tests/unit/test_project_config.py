@@ -74,6 +74,24 @@ def test_malformed_files_get_one_clear_line(tmp_path: Path, text: str, message: 
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("[model]\npath = 'caf\xe9'\n".encode("latin-1"), "not UTF-8 text (byte 19)"),
+        (b"\xff\xfe[\x00m\x00", "not UTF-8 text (byte 0)"),
+        (b"model = '~no-such-user-zq/m'\n", "cannot be resolved"),
+        (b"# " + b"x" * (1 << 20) + b"\n", "larger than 1 MB"),
+    ],
+)
+def test_undecodable_or_huge_files_get_one_line(tmp_path: Path, data: bytes, message: str) -> None:
+    """A config in Latin-1 or UTF-16 raised UnicodeDecodeError (a traceback in the server's
+    log and the folder left in limbo): now the one line every bad config gets."""
+    (tmp_path / ".codehone.toml").write_bytes(data)
+    with pytest.raises(ProjectConfigError, match=r"\.codehone\.toml") as caught:
+        find_project_config(tmp_path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_paths_that_are_not_model_directories_are_refused(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     (tmp_path / "file").write_text("x")

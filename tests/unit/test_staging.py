@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from codehone.core.errors import CodehoneError
-from codehone.core.staging import publish, staged_dir, write_text_atomic
+from codehone.core.staging import (
+    publish,
+    read_text_nofollow,
+    refuse_links,
+    staged_dir,
+    write_text_atomic,
+)
 
 
 def ours(path: Path) -> bool:
@@ -85,3 +91,23 @@ def test_write_text_atomic_replaces_a_link_instead_of_following_it(tmp_path: Pat
     assert not link.is_symlink() and link.read_text() == "model = 'x'\n"
     assert elsewhere.read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "elsewhere.txt"]
+
+
+def test_read_text_nofollow_refuses_a_link_and_reads_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("mine")
+    (tmp_path / "link").symlink_to(secret)
+    with pytest.raises(CodehoneError, match="symbolic link"):
+        read_text_nofollow(tmp_path / "link")
+    assert read_text_nofollow(secret) == "mine"
+    assert read_text_nofollow(tmp_path / "missing") is None
+    (tmp_path / "latin1").write_bytes(b"caf\xe9")
+    with pytest.raises(CodehoneError, match="not UTF-8"):
+        read_text_nofollow(tmp_path / "latin1")
+
+
+def test_refuse_links_names_the_link(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path)
+    refuse_links([tmp_path, tmp_path / "missing"])
+    with pytest.raises(CodehoneError, match=r"link: is a symbolic link; refusing .* try X"):
+        refuse_links([tmp_path, tmp_path / "link"], hint="; try X")

@@ -170,3 +170,36 @@ def test_decode_continuation_keeps_a_sentencepiece_leading_space(tmp_path: Path)
     long_context = tokenizer.encode("x = a + b + x =")
     assert len(long_context) > 4
     assert tokenizer.decode_continuation(long_context, [3]) == " a"
+
+
+def test_a_tokenizer_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    """`tokenizers` holds the interpreter lock while it parses: a huge file would freeze the
+    server, so one over MAX_TOKENIZER_BYTES is refused from its size alone."""
+    from codehone.core.tokenizer import MAX_TOKENIZER_BYTES
+
+    huge = tmp_path / "tokenizer.json"
+    with huge.open("wb") as f:
+        f.truncate(MAX_TOKENIZER_BYTES + 1)  # sparse: nothing is written, nothing is read
+    with pytest.raises(ModelDirError, match=r"17 MB; codehone loads a tokenizer.json of at most"):
+        TextTokenizer(huge)
+
+
+def test_a_tokenizer_with_ids_past_the_model_is_refused(
+    tokenizer: TextTokenizer, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from codehone.core.model_dir import MANIFEST_NAME
+    from codehone.lsp.models.service import ModelService
+
+    tokenizer.check_fits(tokenizer.vocab_size)
+    with pytest.raises(ModelDirError, match="ids up to 511, past the model's vocab_size 500"):
+        tokenizer.check_fits(500)
+    # a manifest that understates its vocabulary: the model does not load
+    copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    raw = json.loads((copy / MANIFEST_NAME).read_text())
+    raw["vocab_size"] = 500
+    (copy / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(ModelDirError, match="past the model's vocab_size 500"):
+        ModelService.load(load_model_dir(copy, check_graph=False), "cpu")

@@ -6,6 +6,16 @@ provenance names a checkpoint directory that still exists (an export made by ``c
 finetune`` or ``codehone tune`` does). Everything else the training side needs to know about a
 model without loading its weights is read here: the tokenizer file, the context length, the
 end-of-text token and the fill-in-the-middle tokens.
+
+Weights are loaded from safetensors only, never from a pickle (``torch.load`` can run code).
+Passing ``use_safetensors=True`` to transformers is not enough: a ``*.index.json`` that maps
+the weights to ``pytorch_model.bin`` makes transformers hand that pickle to ``torch.load``.
+``check_safetensors_only`` is the one check, run on every checkpoint folder before
+transformers sees it (resolving a model, export, fine-tuning, the PyTorch engine of eval,
+GGUF import): every file an index names must be a ``.safetensors`` file inside the folder,
+and the folder may hold no pickle of weights (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``,
+``*.pkl``, ``*.pickle``; the state files ``transformers.Trainer`` writes next to a checkpoint's
+weights, which loading a model never reads, are allowed).
 """
 
 from __future__ import annotations
@@ -37,6 +47,60 @@ class ModelRef:
 
     def tokenizer_fingerprint(self) -> str:
         return hashlib.sha256(self.tokenizer_path.read_bytes()).hexdigest()[:16]
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# What transformers.Trainer saves beside a checkpoint's weights: read only by Trainer when it
+# resumes, never by from_pretrained.
+TRAINER_STATE_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
+_MAX_INDEX_BYTES = 64 << 20  # an index lists tensor names: a few megabytes at most
+
+
+def _is_trainer_state(name: str) -> bool:
+    return name in TRAINER_STATE_FILES or (name.startswith("rng_state") and name.endswith(".pth"))
+
+
+def check_safetensors_only(folder: Path, error: type[CodehoneError] = CodehoneError) -> None:
+    """Raise ``error`` (one line) unless every weight file of the checkpoint ``folder`` is
+    safetensors: see the module docstring."""
+    folder = Path(folder)
+    root = folder.resolve()
+    for item in sorted(folder.iterdir()):
+        name = item.name
+        if name.lower().endswith(PICKLE_SUFFIXES) and not _is_trainer_state(name):
+            raise error(
+                f"{item}: a pickle ({item.suffix}) in the checkpoint; codehone loads weights "
+                "from safetensors only (remove it, or convert the checkpoint to safetensors)"
+            )
+        if not name.endswith(".index.json") or not item.is_file():
+            continue
+        try:
+            if item.stat().st_size > _MAX_INDEX_BYTES:
+                raise ValueError(f"larger than {_MAX_INDEX_BYTES >> 20} MB")
+            index = json.loads(item.read_text(encoding="utf-8"))
+            files = set(index["weight_map"].values())
+            if not all(isinstance(f, str) for f in files):
+                raise ValueError("weight_map values must be file names")
+        except (
+            OSError,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+        ) as exc:
+            raise error(f"{item}: not a readable weight index ({exc})") from None
+        for shard in sorted(files):
+            target = (folder / shard).resolve()
+            if not shard.endswith(".safetensors"):
+                raise error(
+                    f"{item}: names the weight file {shard!r}, which is not safetensors; "
+                    "codehone loads weights from safetensors only"
+                )
+            if Path(shard).is_absolute() or not target.is_relative_to(root):
+                raise error(f"{item}: names the weight file {shard!r} outside the checkpoint")
+            if not target.is_file():
+                raise error(f"{item}: names the weight file {shard!r}, which is missing")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -81,6 +145,7 @@ def resolve_model(path: str | Path, need_checkpoint: bool = False) -> ModelRef:
         for candidate in (path / "checkpoint", Path(manifest.provenance.base_checkpoint or "/")):
             if candidate.is_dir() and is_checkpoint(candidate):
                 checkpoint = candidate.resolve()
+                check_safetensors_only(checkpoint)
                 break
         if need_checkpoint and checkpoint is None:
             raise CodehoneError(
@@ -105,6 +170,7 @@ def resolve_model(path: str | Path, need_checkpoint: bool = False) -> ModelRef:
         )
     if not any(path.glob("*.safetensors")):
         raise CodehoneError(f"{path}: no .safetensors weights (codehone loads safetensors only)")
+    check_safetensors_only(path)
     tokenizer_path = path / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise CodehoneError(f"{path}: no tokenizer.json (a fast tokenizer is required)")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from codehone.core.command_line import Commands, add_shared
+from codehone.core.errors import CodehoneError
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -23,12 +24,23 @@ def _setup_logging(args: argparse.Namespace) -> None:
     setup_logging(args.verbose)
 
 
+def _check_out(out: str | None, option: str) -> None:
+    """Refuse, before any work, a results file whose folder does not exist."""
+    if out and not Path(out).absolute().parent.is_dir():
+        raise CodehoneError(f"{option} {out}: its folder does not exist")
+
+
 def _print_json(result: object, out: str | None) -> None:
+    from codehone.core.staging import write_text_atomic
+
     text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
-    if out:
-        Path(out).write_text(text, encoding="utf-8")
-    else:
+    if not out:
         sys.stdout.write(text)
+        return
+    try:
+        write_text_atomic(Path(out), text)
+    except OSError as exc:
+        raise CodehoneError(f"{out}: cannot write ({exc.strerror or exc})") from None
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -107,6 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     _setup_logging(args)
+    _check_out(args.out, "--out")
     config = EvalConfig(
         data_dir=Path(args.data),
         line_samples=args.line_samples,
@@ -152,9 +165,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from codehone.core.default_model import model_or_default
-    from codehone_training.tune import TuneConfig, tune
+    from codehone_training.tune import TuneConfig, format_summary, tune
 
     _setup_logging(args)
+    _check_out(args.json, "--json")
     config = TuneConfig(
         project_dir=Path(args.project_dir),
         base=model_or_default(args.base, "--base"),
@@ -170,7 +184,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         num_threads=args.threads,
     )
     report = tune(config)
-    _print_json(report, None)
+    print(format_summary(report))
+    if args.json:
+        _print_json(report, args.json)
     return 0
 
 
@@ -299,4 +315,7 @@ def add_training_commands(add: Commands) -> None:
     add_shared(p, "--device")
     add_shared(p, "--seed")
     add_shared(p, "--threads")
+    add_shared(
+        p, "--json", note="the whole report (it is also in the work directory's report.json)"
+    )
     p.set_defaults(func=cmd_tune)

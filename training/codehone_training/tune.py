@@ -17,19 +17,31 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codehone.core.errors import TrainingError
 from codehone.core.model_dir import load_model_dir
-from codehone.core.staging import write_text_atomic
+from codehone.core.staging import read_text_nofollow, refuse_links, write_text_atomic
 
 log = logging.getLogger("codehone.tune")
 
 CONFIG_FILE = ".codehone.toml"
 # What tune writes in its work directory (each replaced whole).
 WORK_ENTRIES = (".gitignore", "data", "run", "model", "report.json")
+# Inside those, what is deleted in place (finetune's fresh run clears its checkpoints).
+DELETED_ENTRIES = ("run/checkpoints",)
+
+
+def quantized_bits(optimizations: list[str]) -> int:
+    """8 or 4 when a model's optimization steps include weight-only int8/int4 (the step names
+    ``export.optimize.quantize`` records, e.g. "int8-block32"), else 0."""
+    for step in optimizations:
+        if match := re.match(r"int([48])\b", step):
+            return int(match[1])
+    return 0
 
 
 @dataclass
@@ -80,7 +92,7 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
     )
     line = f"path = {_toml_string(path_value)}"
     target = project_dir / CONFIG_FILE
-    text = target.read_text(encoding="utf-8") if target.is_file() else ""
+    text = read_text_nofollow(target, TrainingError) or ""
     lines = text.splitlines()
     header = next((i for i, s in enumerate(lines) if s.strip() == "[model]"), None)
     if header is None:
@@ -103,15 +115,14 @@ def write_project_config(project_dir: Path, model_dir: Path) -> Path:
     return target
 
 
-def check_work_dir(work: Path) -> None:
-    """Refuse (TrainingError) a work directory, or an entry of it that tune writes, that is
-    a symbolic link: tune replaces those, and must not write or delete where a link points."""
-    for path in (work, *(work / name for name in WORK_ENTRIES)):
-        if path.is_symlink():
-            raise TrainingError(
-                f"{path}: is a symbolic link; codehone tune replaces it, so it refuses to "
-                "write through it (remove the link, or pass another --work-dir)"
-            )
+def check_work_dir(work: Path, project: Path | None = None) -> None:
+    """Refuse (TrainingError) a work directory, an entry of it that tune writes or deletes, or
+    the project's ``.codehone.toml``, that is a symbolic link: tune must not write, delete or
+    read where a link points."""
+    paths = [work, *(work / name for name in (*WORK_ENTRIES, *DELETED_ENTRIES))]
+    if project is not None:
+        paths.append(project / CONFIG_FILE)
+    refuse_links(paths, TrainingError, " (remove the link, or pass another --work-dir)")
 
 
 def ignore_generated_files(work: Path) -> None:
@@ -119,6 +130,33 @@ def ignore_generated_files(work: Path) -> None:
     git, but not the project's check cases (``codehone check`` reads .codehone/checks.toml)."""
     work.mkdir(parents=True, exist_ok=True)
     write_text_atomic(work / ".gitignore", "*\n!.gitignore\n!checks.toml\n")
+
+
+class CreatedEntries:
+    """What of the work directory did not exist when tune started: removed again if the run
+    fails before training (never through a link: ``check_work_dir`` refused those)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.new_work = not work.exists()
+        self.new = [name for name in WORK_ENTRIES if not (work / name).exists()]
+
+    def remove(self) -> None:
+        import shutil
+
+        for name in self.new:
+            path = self.work / name
+            if path.is_symlink() or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if self.new_work:
+            try:
+                self.work.rmdir()  # only if empty: nothing of anyone else's goes
+            except OSError:
+                pass
 
 
 def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
@@ -129,6 +167,28 @@ def beats(base: dict[str, Any], tuned: dict[str, Any]) -> bool:
 
 
 def tune(config: TuneConfig) -> dict[str, Any]:
+    """The whole loop (the module docstring); returns the report also written to
+    ``report.json``."""
+    project = Path(config.project_dir)
+    if not project.is_dir():
+        raise TrainingError(f"{project}: not a directory")
+    work = Path(config.work_dir) if config.work_dir else project / ".codehone"
+    check_work_dir(work, project)
+    created = CreatedEntries(work)
+    try:
+        return _tune(config, project, work)
+    except BaseException:
+        if not _trained(work):  # failed before training made anything: leave no trace
+            created.remove()
+        raise
+
+
+def _trained(work: Path) -> bool:
+    """Whether fine-tuning got as far as a checkpoint or a model."""
+    return (work / "run" / "checkpoints").exists() or (work / "run" / "model").exists()
+
+
+def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
     import torch
 
     from codehone_training.base_model import resolve_model
@@ -143,11 +203,7 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     from codehone_training.export.finish import FinishSteps, finish_model
     from codehone_training.finetune import FinetuneConfig, finetune
 
-    project = Path(config.project_dir)
-    if not project.is_dir():
-        raise TrainingError(f"{project}: not a directory")
-    work = Path(config.work_dir) if config.work_dir else project / ".codehone"
-    check_work_dir(work)
+    started = time.monotonic()
     ignore_generated_files(work)
     from codehone.core.default_model import model_or_default
 
@@ -190,17 +246,25 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         )
     )
 
-    # 3. export, served as the base is: prefix-only prompts if it is, and fused if it is (a
-    # model the fused graph cannot express keeps its exported graph)
+    # 3. export, served as the base is: prefix-only prompts if it is, fused if it is (a model
+    # the fused graph cannot express keeps its exported graph), and quantized as it is
     use_cuda = config.device != "cpu" and torch.cuda.is_available()
     base_manifest = (
         load_model_dir(base.model_dir, check_graph=False).manifest if base.model_dir else None
     )
     fused = base_manifest is not None and base_manifest.kv.shared_buffer
+    steps = FinishSteps(
+        fuse=fused,
+        keep_unfused=True,
+        quantize_bits=quantized_bits(
+            base_manifest.provenance.optimizations if base_manifest else []
+        ),
+        fim_in_prompts=not prefix_only,
+    )
     model_dir = finish_model(
         result.checkpoint,
         work / "model",
-        FinishSteps(fuse=fused, keep_unfused=True, fim_in_prompts=not prefix_only),
+        steps,
         device="cuda" if use_cuda else "cpu",
         training_data=f"fine-tuned on {project.resolve()} ({summary['files']} files)",
         trained_steps=result.steps,
@@ -247,6 +311,8 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         "bits_per_byte_delta": round(delta_bpb, 4),
         "config_written": str(config_path) if config_path else None,
         "message": message,
+        "report": str(work / "report.json"),
+        "seconds": round(time.monotonic() - started, 1),
         "data": summary,
         "finetune": result.metrics,
         "comparison": comparison["comparison"],
@@ -255,3 +321,55 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     }
     write_text_atomic(work / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+# The rows of the evaluation's comparison the summary shows: their decimals and unit.
+SUMMARY_METRICS = {
+    "line exact match": (1, "%"),
+    "line edit similarity": (1, ""),
+    "line BLEU": (1, ""),
+    "bits per byte": (3, ""),
+}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """What ``codehone tune`` prints at the end: base -> tuned on the held-out files, the
+    training time, and whether the project's ``.codehone.toml`` now points at the new model."""
+    lines = [
+        f"codehone tune {report['project']}",
+        f"  base:  {report['base']}",
+        f"  tuned: {report['model']}",
+        "  held-out test files (base -> tuned):",
+    ]
+    for row in report["comparison"]:
+        if row["metric"] not in SUMMARY_METRICS:
+            continue
+        places, unit = SUMMARY_METRICS[row["metric"]]
+        base, tuned = f"{row['base']:.{places}f}{unit}", f"{row['model']:.{places}f}{unit}"
+        delta = f"{row['delta']:+.{places}f}"
+        lines.append(f"    {row['metric']:22} {base:>8} -> {tuned:>8}  ({delta})")
+    trained = report["finetune"]
+    steps = trained.get("steps")
+    training = f"  training: {int(steps)} steps" if steps is not None else "  training:"
+    if trained.get("train_seconds") is not None:
+        training += f" in {_duration(float(trained['train_seconds']))}"
+    if report.get("seconds") is not None:
+        training += f" (the whole loop {_duration(float(report['seconds']))})"
+    lines.append(training)
+    if report["config_written"]:
+        lines.append(
+            f"  {report['config_written']}: written, it points at the tuned model "
+            "(it beats the base)"
+        )
+    else:
+        lines.append(
+            f"  {CONFIG_FILE}: not written: the tuned model does not beat the base "
+            "(line exact match, ties broken by edit similarity)"
+        )
+    if report.get("report"):
+        lines.append(f"  full report: {report['report']}")
+    return "\n".join(lines)

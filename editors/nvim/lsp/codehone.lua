@@ -7,6 +7,10 @@
 --   })
 --   vim.lsp.enable('codehone')
 --
+-- A project's .codehone.toml chooses the model only when you trust the workspace:
+--   init_options = { trustedWorkspace = true }  (and allowModelsOutsideWorkspace = true for a
+-- model outside the project folder); without it every file gets the global model.
+--
 -- Ghost text on Neovim 0.12: vim.lsp.inline_completion.enable(), plus a key that calls
 -- vim.lsp.inline_completion.get() (require('codehone').setup() does both).
 

@@ -98,6 +98,16 @@ test('init_options: a JSON object, with maxNewTokens when given', function()
   eq({ maxNewTokens = 32 }, c.init_options({ max_tokens = 32 }))
 end)
 
+test('init_options: workspace trust only when asked for', function()
+  local c = fresh()
+  eq({ trustedWorkspace = true }, c.init_options({ trusted_workspace = true }))
+  eq(
+    { trustedWorkspace = true, allowModelsOutsideWorkspace = false, maxNewTokens = 4 },
+    c.init_options({ trusted_workspace = true, allow_models_outside_workspace = false, max_tokens = 4 })
+  )
+  eq({ trustedWorkspace = true }, c.lsp_config({ trusted_workspace = true }).init_options)
+end)
+
 test('lsp/codehone.lua is a usable vim.lsp.config on its own', function()
   local config = vim.lsp.config.codehone
   eq({ 'codehone', 'serve' }, config.cmd)
@@ -145,13 +155,34 @@ test('format_status: model, provider, last latency', function()
   eq('no model · CPU', c.format_status({ models = {}, provider = 'CPUExecutionProvider', latency_ms = {} }))
 end)
 
-local function menu_item(text, detail)
+local function menu_item(text, detail, replaced)
+  local after = replaced or 0
   return {
     label = text,
     detail = detail or 'codehone · gpt2',
     insertTextFormat = 1,
-    textEdit = { newText = text, range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = 0 } } },
+    textEdit = { newText = text, range = { start = { line = 0, character = 0 }, ['end'] = { line = 0, character = after } } },
   }
+end
+
+--- on_complete_done as Neovim calls it, with `line` in a buffer and the cursor at `col`.
+local function complete_done(c, line, col, item)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_set_current_buf(buf)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, { line })
+  vim.api.nvim_win_set_cursor(0, { 1, col })
+  local real_v = vim.v
+  local word = item.textEdit.newText:match('^[^\n]*')
+  vim.v = setmetatable({
+    event = { complete_word = word },
+    completed_item = { word = word, user_data = { nvim = { lsp = { completion_item = item } } } },
+  }, { __index = real_v })
+  local ok, err = pcall(c.on_complete_done, buf)
+  vim.v = real_v
+  assert(ok, err)
+  local lines, cursor = vim.api.nvim_buf_get_lines(buf, 0, -1, false), vim.api.nvim_win_get_cursor(0)
+  vim.api.nvim_buf_delete(buf, { force = true })
+  return lines, cursor
 end
 
 test('convert: codehone menu items insert their whole first line', function()
@@ -183,6 +214,37 @@ test('on_complete_done: adds the other lines of a multi-line item', function()
   eq({ 'f(a, b', '  c', '  d)' }, vim.api.nvim_buf_get_lines(buf, 0, -1, false))
   eq({ 3, 3 }, vim.api.nvim_win_get_cursor(0))
   vim.api.nvim_buf_delete(buf, { force = true })
+end)
+
+test('on_complete_done: removes the closers after the cursor that the item re-types', function()
+  local c = fresh()
+  -- Neovim inserted the word "path):" before the auto-closed ")"; the item's range covers it.
+  local lines = complete_done(c, 'for n in os.listdir(path):)', 26, menu_item('path):', nil, 1))
+  eq({ 'for n in os.listdir(path):' }, lines)
+  lines = complete_done(c, 'f(g(a), b)))', 10, menu_item('a), b)', nil, 2))
+  eq({ 'f(g(a), b)' }, lines)
+  local cursor
+  lines, cursor = complete_done(c, 'for n in g(x):) # n', 14, menu_item('x):\n    y', nil, 1))
+  eq({ 'for n in g(x):', '    y # n' }, lines)
+  eq({ 2, 5 }, cursor)
+  -- Only closers are removed, and only as many as the range covers.
+  eq({ 'f(xy)' }, (complete_done(c, 'f(xy)', 3, menu_item('x', nil, 1))))
+  eq({ 'f(x))' }, (complete_done(c, 'f(x))', 4, menu_item('x)', nil, 0))))
+end)
+
+test('ensure_menu_triggers: the menu-only trigger characters when the server gave none', function()
+  local c = fresh()
+  local caps = { completionProvider = { resolveProvider = false } }
+  c.ensure_menu_triggers(caps)
+  eq({ '.' }, caps.completionProvider.triggerCharacters)
+  caps = { completionProvider = { triggerCharacters = {} } }
+  c.ensure_menu_triggers(caps)
+  eq({ '.' }, caps.completionProvider.triggerCharacters)
+  caps = { completionProvider = { triggerCharacters = { '>' } } }
+  c.ensure_menu_triggers(caps)
+  eq({ '>' }, caps.completionProvider.triggerCharacters)
+  c.ensure_menu_triggers({})
+  c.ensure_menu_triggers(nil)
 end)
 
 test('accept() is false without a suggestion', function()

@@ -515,8 +515,10 @@ class Workbench:
                  timeout)
         self.keys(key)
         box_css = ".settings-editor .setting-item-text input, .settings-editor .setting-item-text textarea"
+        # the one text box among the rows found (a search for codehone.model also finds the
+        # check box of codehone.allowModelsOutsideWorkspace)
         wait_for(f"the settings editor to show {key}", lambda: self.js(
-            """const rows = [...document.querySelectorAll('.settings-editor .setting-item')].filter(r => r.getClientRects().length);
+            """const rows = [...document.querySelectorAll('.settings-editor .setting-item-text')].filter(r => r.getClientRects().length);
                return rows.length === 1 && !!rows[0].querySelector('input, textarea');"""), timeout)
         box = [e for e in self.driver.find_elements(By.CSS_SELECTOR, box_css) if e.is_displayed()][0]
         box.click()

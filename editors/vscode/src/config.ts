@@ -7,7 +7,12 @@ export const SECTION = 'codehone';
 /** Keys (under SECTION) whose workspace-level values are ignored in an untrusted workspace:
  *  they choose a program to run or a model to load. Mirrors package.json
  *  capabilities.untrustedWorkspaces.restrictedConfigurations. */
-export const RESTRICTED_KEYS = ['server.command', 'server.pythonPath', 'model'] as const;
+export const RESTRICTED_KEYS = [
+  'server.command',
+  'server.pythonPath',
+  'model',
+  'allowModelsOutsideWorkspace',
+] as const;
 
 /** Every key extension.ts reads, with its default (kept equal to package.json by a test). */
 export const DEFAULTS = {
@@ -18,6 +23,7 @@ export const DEFAULTS = {
   maxTokens: 64,
   debounceMs: 75,
   'server.verbose': false,
+  allowModelsOutsideWorkspace: false,
 } as const;
 
 export type SettingKey = keyof typeof DEFAULTS;
@@ -28,6 +34,7 @@ export const RESTART_KEYS: readonly SettingKey[] = [
   'server.pythonPath',
   'model',
   'server.verbose',
+  'allowModelsOutsideWorkspace', // sent in initializationOptions only
 ];
 
 /** The server accepts maxNewTokens in 1..512. */
@@ -52,6 +59,7 @@ export interface Settings {
   maxTokens: number;
   debounceMs: number;
   verbose: boolean;
+  allowModelsOutsideWorkspace: boolean;
 }
 
 export interface ReadResult {
@@ -128,6 +136,10 @@ export function readSettings(inspect: Inspector, trusted: boolean): ReadResult {
     maxTokens: asInt(get('maxTokens'), DEFAULTS.maxTokens, MAX_TOKENS_RANGE),
     debounceMs: asInt(get('debounceMs'), DEFAULTS.debounceMs, DEBOUNCE_RANGE),
     verbose: asBool(get('server.verbose'), DEFAULTS['server.verbose']),
+    allowModelsOutsideWorkspace: asBool(
+      get('allowModelsOutsideWorkspace'),
+      DEFAULTS.allowModelsOutsideWorkspace,
+    ),
   };
   return { settings, ignored };
 }
@@ -184,6 +196,32 @@ export function serverCommand(settings: Settings, ctx: CommandContext): ServerCo
 /** What the server gets as `initializationOptions` and in `workspace/didChangeConfiguration`. */
 export function serverSettings(settings: Settings): { maxNewTokens: number } {
   return { maxNewTokens: settings.maxTokens };
+}
+
+export interface InitializationOptions {
+  maxNewTokens: number;
+  clientDebouncesInline: true;
+  trustedWorkspace: boolean;
+  allowModelsOutsideWorkspace: boolean;
+}
+
+/**
+ * What the server gets as `initializationOptions`: the settings, `clientDebouncesInline`, and
+ * VS Code's workspace trust. `clientDebouncesInline`: the inline middleware in extension.ts
+ * waits `debounceMs` before it asks, so the server (which also reads `codehone.debounceMs` from
+ * the settings) does not wait on inline requests again. The server lets a project's
+ * `.codehone.toml` choose the model only in a trusted workspace (a cloned repository must not
+ * pick the weights that run), and one outside the project folder only with
+ * `allowModelsOutsideWorkspace` too. Trust is only ever sent here, never as a setting a
+ * workspace could write; granting it restarts the server (extension.ts).
+ */
+export function initializationOptions(settings: Settings, trusted: boolean): InitializationOptions {
+  return {
+    ...serverSettings(settings),
+    clientDebouncesInline: true,
+    trustedWorkspace: trusted,
+    allowModelsOutsideWorkspace: trusted && settings.allowModelsOutsideWorkspace,
+  };
 }
 
 /** True when a configuration change touches a key that needs a server restart. */

@@ -16,6 +16,7 @@ import {
 import {
   COMMANDS,
   displayCommand,
+  initializationOptions,
   needsRestart,
   readSettings,
   SECTION,
@@ -121,7 +122,7 @@ class Controller implements vscode.Disposable {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.output,
       traceOutputChannel: this.trace.channel,
-      initializationOptions: () => serverSettings(this.settings),
+      initializationOptions: () => initializationOptions(this.settings, vscode.workspace.isTrusted),
       middleware: {
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.settings.enable) return null;

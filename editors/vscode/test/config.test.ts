@@ -6,6 +6,7 @@ import {
   displayCommand,
   effectiveValue,
   expandPath,
+  initializationOptions,
   type Inspected,
   needsRestart,
   readSettings,
@@ -72,6 +73,7 @@ describe('readSettings', () => {
       maxTokens: 64,
       debounceMs: 75,
       verbose: false,
+      allowModelsOutsideWorkspace: false,
     });
     assert.deepEqual(ignored, []);
   });
@@ -183,12 +185,37 @@ describe('serverSettings and needsRestart', () => {
     assert.deepEqual(serverSettings(settings({ maxTokens: 32 })), { maxNewTokens: 32 });
   });
 
+  it('passes workspace trust in initializationOptions, and models outside only when trusted', () => {
+    assert.deepEqual(initializationOptions(settings({ maxTokens: 16 }), true), {
+      maxNewTokens: 16,
+      clientDebouncesInline: true,
+      trustedWorkspace: true,
+      allowModelsOutsideWorkspace: false,
+    });
+    const outside = settings({ allowModelsOutsideWorkspace: true });
+    assert.equal(initializationOptions(outside, true).allowModelsOutsideWorkspace, true);
+    assert.deepEqual(initializationOptions(outside, false), {
+      maxNewTokens: DEFAULTS.maxTokens,
+      clientDebouncesInline: true,
+      trustedWorkspace: false,
+      allowModelsOutsideWorkspace: false,
+    });
+    // a workspace cannot grant it itself in an untrusted workspace
+    const fromWorkspace = readSettings(
+      inspector({ allowModelsOutsideWorkspace: { workspaceValue: true } }),
+      false,
+    );
+    assert.equal(fromWorkspace.settings.allowModelsOutsideWorkspace, false);
+    assert.deepEqual(fromWorkspace.ignored, ['allowModelsOutsideWorkspace']);
+  });
+
   it('restarts for command-line settings only', () => {
     const only = (key: string) => (k: string) => k === key;
     assert.equal(needsRestart(only('codehone.model')), true);
     assert.equal(needsRestart(only('codehone.server.command')), true);
     assert.equal(needsRestart(only('codehone.server.pythonPath')), true);
     assert.equal(needsRestart(only('codehone.server.verbose')), true);
+    assert.equal(needsRestart(only('codehone.allowModelsOutsideWorkspace')), true);
     assert.equal(needsRestart(only('codehone.maxTokens')), false);
     assert.equal(needsRestart(only('codehone.debounceMs')), false);
     assert.equal(needsRestart(only('codehone.enable')), false);

@@ -368,11 +368,17 @@ class EditorSession:
     # -- completion ----------------------------------------------------------------------------
 
     def send(
-        self, kind: Kind, uri: str, position: types.Position, automatic: bool = False
+        self,
+        kind: Kind,
+        uri: str,
+        position: types.Position,
+        automatic: bool = False,
+        selected: types.SelectedCompletionInfo | None = None,
     ) -> PendingRequest:
         """Send a completion (``kind`` "completion": the menu) or inline completion ("inline")
         request without waiting for it. ``automatic``: asked for while the user types (a menu
-        re-asked for as its list is incomplete; inline ghost text), else invoked explicitly."""
+        re-asked for as its list is incomplete; inline ghost text), else invoked explicitly.
+        ``selected``: an inline request made while the menu shows that item selected."""
         document = types.TextDocumentIdentifier(uri=uri)
         params: types.CompletionParams | types.InlineCompletionParams
         if kind == "completion":
@@ -387,7 +393,8 @@ class EditorSession:
             ghost = types.InlineCompletionTriggerKind
             method = types.TEXT_DOCUMENT_INLINE_COMPLETION
             inline = types.InlineCompletionContext(
-                trigger_kind=ghost.Automatic if automatic else ghost.Invoked
+                trigger_kind=ghost.Automatic if automatic else ghost.Invoked,
+                selected_completion_info=selected,
             )
             params = types.InlineCompletionParams(
                 text_document=document, position=position, context=inline
@@ -408,10 +415,11 @@ class EditorSession:
         position: types.Position,
         timeout: float = DEFAULT_REQUEST_TIMEOUT,
         automatic: bool = False,
+        selected: types.SelectedCompletionInfo | None = None,
     ) -> Any:
         """Send a request (see ``send``) and wait for its result: a CompletionList or an
         InlineCompletionList (an error answer is raised)."""
-        request = self.send(kind, uri, position, automatic)
+        request = self.send(kind, uri, position, automatic, selected)
         return await self.wait(request.method, request.future, timeout)
 
     async def request(

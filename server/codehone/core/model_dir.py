@@ -6,8 +6,10 @@ the architecture family, the context length, the KV-cache layout and the graph's
 output names, the special tokens (EOS, fill-in-the-middle) and where the model came from.
 
 ``load_model_dir`` validates all of it and raises ``ModelDirError`` with one clear line naming
-the problem: a missing file, an unknown format version, a graph whose inputs or outputs do not
-match the manifest, or a path that resolves outside the directory (symlinks included).
+the problem: a missing file, an unknown format version, a number out of range (see
+``MANIFEST_LIMITS``), a graph whose inputs, outputs or sizes do not match the manifest, or a
+path that resolves outside the directory (symlinks included). A manifest is small: one over
+``MAX_MANIFEST_BYTES`` is refused before it is read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cattrs
 
 from codehone.core.converters import strict_converter
 from codehone.core.errors import ModelDirError
+from codehone.core.onnx_summary import OnnxFormatError, read_summary
 from codehone.core.staging import write_text_atomic
 
 MANIFEST_NAME = "codehone.json"
@@ -29,6 +32,24 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 SUPPORTED_ARCHITECTURES = ("gpt2", "codegen", "gpt_bigcode", "llama", "qwen2")
 KV_DTYPES = ("float32", "float16")
+
+# Bounds on the manifest's numbers, checked on load: a value past them would pass the type
+# checks and then fail every completion (a KV buffer of 10^12 positions, a vocabulary of one).
+# Generous: the largest open code models have 128k-token contexts, 256k-entry vocabularies, a
+# few hundred layers, 128 KV heads and heads of 256.
+MANIFEST_LIMITS: dict[str, tuple[int, int]] = {
+    "context_length": (2, 1 << 20),
+    "vocab_size": (2, 1 << 22),
+    "kv.num_layers": (1, 1024),
+    "kv.num_kv_heads": (1, 1024),
+    "kv.head_size": (1, 4096),
+}
+# The manifest is a few kilobytes; 1 MB is far above any real one and keeps a hostile file
+# from costing memory and time before it is even parsed.
+MAX_MANIFEST_BYTES = 1 << 20
+# Graph initializers whose first dimension is the number of positions the model can take: the
+# learned position table (gpt2, gpt_bigcode) and the rotary caches of codehone's fused graph.
+_POSITION_TABLES = ("wpe.weight", "cos_cache", "sin_cache")
 
 # ONNX TensorProto element types for the KV dtypes above.
 _ONNX_ELEM_TYPE = {"float32": 1, "float16": 10}
@@ -206,6 +227,11 @@ def _inside(root: Path, name: str, what: str) -> Path:
 
 def _read_manifest(root: Path) -> Manifest:
     manifest_path = _inside(root, MANIFEST_NAME, "manifest")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ModelDirError(
+            f"{manifest_path}: {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}"
+        )
     try:
         raw: Any = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -234,17 +260,33 @@ def _check_manifest_values(path: Path, m: Manifest) -> None:
         )
     if m.kv.dtype not in KV_DTYPES:
         raise ModelDirError(f"{path}: kv.dtype {m.kv.dtype!r} is not one of {KV_DTYPES}")
-    for name, value in (
-        ("context_length", m.context_length),
-        ("vocab_size", m.vocab_size),
-        ("kv.num_layers", m.kv.num_layers),
-        ("kv.num_kv_heads", m.kv.num_kv_heads),
-        ("kv.head_size", m.kv.head_size),
-    ):
+    values = {
+        "context_length": m.context_length,
+        "vocab_size": m.vocab_size,
+        "kv.num_layers": m.kv.num_layers,
+        "kv.num_kv_heads": m.kv.num_kv_heads,
+        "kv.head_size": m.kv.head_size,
+    }
+    for name, value in values.items():
+        low, high = MANIFEST_LIMITS[name]
         if value <= 0:
             raise ModelDirError(f"{path}: {name} must be positive, got {value}")
-    if not m.special_tokens.eos_token_ids:
+        if not low <= value <= high:
+            raise ModelDirError(f"{path}: {name} {value:,} is outside {low:,}..{high:,}")
+    special = m.special_tokens
+    if not special.eos_token_ids:
         raise ModelDirError(f"{path}: special_tokens.eos_token_ids is empty")
+    ids = {f"special_tokens.eos_token_ids[{i}]": t for i, t in enumerate(special.eos_token_ids)}
+    if special.bos_token_id is not None:
+        ids["special_tokens.bos_token_id"] = special.bos_token_id
+    if special.fim is not None:
+        for part in ("prefix", "suffix", "middle"):
+            ids[f"special_tokens.fim.{part}_id"] = getattr(special.fim, f"{part}_id")
+    for name, token_id in ids.items():
+        if not 0 <= token_id < m.vocab_size:
+            raise ModelDirError(
+                f"{path}: {name} {token_id:,} is not a token id (vocab_size {m.vocab_size:,})"
+            )
     if m.kv.shared_buffer and not (m.io.seqlens_k and m.io.total_sequence_length):
         raise ModelDirError(
             f"{path}: kv.shared_buffer needs io.seqlens_k and io.total_sequence_length"
@@ -254,19 +296,16 @@ def _check_manifest_values(path: Path, m: Manifest) -> None:
 
 
 def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
-    """Compare the ONNX graph's inputs and outputs with the manifest (weights are not read)."""
-    import onnx
-
+    """Compare the ONNX graph's inputs and outputs with the manifest (weights are not read:
+    ``codehone.core.onnx_summary``)."""
     try:
-        proto = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:
+        graph = read_summary(model_path)
+    except (OSError, OnnxFormatError) as exc:
         raise ModelDirError(f"{model_path}: not a readable ONNX model ({exc})") from None
-    for tensor in proto.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                _inside(root, entry.value, "external data file")
-    inputs = {v.name: v for v in proto.graph.input}
-    outputs = {v.name: v for v in proto.graph.output}
+    for tensor in graph.initializers:
+        for location in tensor.external_locations:
+            _inside(root, location, "external data file")
+    inputs, outputs = graph.inputs, graph.outputs
     expected_inputs = [m.io.input_ids, *m.kv.past_names(), *m.io.optional_inputs()]
     expected_outputs = [m.io.logits, *m.kv.present_names()]
     if m.io.next_tokens:
@@ -284,27 +323,39 @@ def _check_graph(root: Path, model_path: Path, m: Manifest) -> None:
             parts.append(f"outputs missing from the graph: {missing_out[:4]}")
         raise ModelDirError(f"{model_path}: graph does not match the manifest: {'; '.join(parts)}")
     want_type = _ONNX_ELEM_TYPE[m.kv.dtype]
-    for name in m.kv.past_names():
-        tensor_type = inputs[name].type.tensor_type
-        if tensor_type.elem_type != want_type:
+    kv_values = [("input", name, inputs[name]) for name in m.kv.past_names()]
+    kv_values += [("output", name, outputs[name]) for name in m.kv.present_names()]
+    for kind, name, value in kv_values:
+        if value.elem_type != want_type:
             raise ModelDirError(
-                f"{model_path}: input {name} has element type {tensor_type.elem_type}, "
+                f"{model_path}: {kind} {name} has element type {value.elem_type}, "
                 f"the manifest says {m.kv.dtype}"
             )
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        dims = list(value.dims)
         if (
             len(dims) != 4
             or dims[1] not in (None, m.kv.num_kv_heads)
-            or dims[3]
-            not in (
-                None,
-                m.kv.head_size,
-            )
+            or dims[3] not in (None, m.kv.head_size)
+            or (m.kv.shared_buffer and dims[2] not in (None, m.context_length))
         ):
             raise ModelDirError(
-                f"{model_path}: input {name} has shape {dims}, the manifest says "
+                f"{model_path}: {kind} {name} has shape {dims}, the manifest says "
                 f"[batch, {m.kv.num_kv_heads}, past, {m.kv.head_size}]"
             )
+    logits = outputs[m.io.logits].dims
+    if logits and logits[-1] is not None and logits[-1] != m.vocab_size:
+        raise ModelDirError(
+            f"{model_path}: output {m.io.logits} has {logits[-1]:,} entries per position, "
+            f"the manifest's vocab_size is {m.vocab_size:,}"
+        )
+    for tensor in graph.initializers:
+        if tensor.name.endswith(_POSITION_TABLES) and tensor.dims:
+            positions = int(tensor.dims[0])
+            if m.context_length > positions:
+                raise ModelDirError(
+                    f"{model_path}: the graph takes at most {positions:,} positions "
+                    f"({tensor.name}), the manifest's context_length is {m.context_length:,}"
+                )
 
 
 def load_model_dir(path: str | os.PathLike[str], check_graph: bool = True) -> ModelDir:

@@ -26,6 +26,7 @@ from codehone.core.model_dir import MANIFEST_NAME, ModelDir, load_model_dir
 
 CONFIG_FILE = ".codehone.toml"
 PYPROJECT_FILE = "pyproject.toml"
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few lines; a pyproject.toml a few kB
 
 
 class ProjectConfigError(CodehoneError):
@@ -41,6 +42,11 @@ class ProjectConfig:
     model_path: Path  # as resolved (symlinks followed); validated only by ``load_model``
     raw: dict[str, Any]  # the whole codehone table, for options beyond the model
 
+    @property
+    def model_inside(self) -> bool:
+        """Whether the model path (links followed) lies inside the folder."""
+        return self.model_path.is_relative_to(self.folder)
+
     def load_model(self, check_graph: bool = True) -> ModelDir:
         """Validate and load the selected model directory, or raise ``ProjectConfigError``."""
         return load_project_model(self, check_graph=check_graph)
@@ -48,8 +54,16 @@ class ProjectConfig:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ProjectConfigError(
+                f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not read as a configuration"
+            )
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            return tomllib.loads(handle.read().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProjectConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ProjectConfigError(f"{path}: not valid TOML ({exc})") from None
     except OSError as exc:
@@ -98,13 +112,15 @@ def read_project_config(path: Path) -> ProjectConfig | None:
         return None
     value = _model_path_value(path, table)
     folder = path.parent.resolve()
-    candidate = Path(value).expanduser()
-    if not candidate.is_absolute():
-        candidate = folder / candidate
     try:
+        candidate = Path(value).expanduser()  # RuntimeError: ~user of no such user
+        if not candidate.is_absolute():
+            candidate = folder / candidate
         resolved = candidate.resolve(strict=False)
     except (OSError, RuntimeError) as exc:  # symlink loops
-        raise ProjectConfigError(f"{path}: model path {value!r} cannot be resolved ({exc})") from None
+        raise ProjectConfigError(
+            f"{path}: model path {value!r} cannot be resolved ({exc})"
+        ) from None
     return ProjectConfig(folder=folder, source=path, model_path=resolved, raw=table)
 
 

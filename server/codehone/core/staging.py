@@ -5,16 +5,21 @@ A reader (a server loading a model, a second ``codehone`` run) sees the old vers
 one, never half of either; an interrupted build leaves only a hidden ``.NAME.*`` folder that
 is removed on the way out. The staging folder gets the permissions of an ordinary new folder
 (``mkdtemp`` makes it private, and a published model directory must not be). A target that is
-a symbolic link is refused: what codehone writes stays where the user named.
+a symbolic link is refused: what codehone writes stays where the user named. The temporary
+file of ``write_text_atomic`` is created with ``O_CREAT | O_EXCL`` (``mkstemp``), which never
+follows a link, and the rename replaces a link rather than writing through it; a file codehone
+reads in order to rewrite it is opened with ``O_NOFOLLOW`` where the platform has it
+(``read_text_nofollow``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from codehone.core.errors import CodehoneError
@@ -26,6 +31,37 @@ def _umask() -> int:
     return mask
 
 
+def refuse_links(
+    paths: Iterable[Path], error: type[CodehoneError] = CodehoneError, hint: str = ""
+) -> None:
+    """Raise ``error`` naming the first of ``paths`` that is a symbolic link (``hint``: what
+    the user can do instead, appended to the message)."""
+    for path in paths:
+        if Path(path).is_symlink():
+            raise error(f"{path}: is a symbolic link; refusing to write or delete through it{hint}")
+
+
+def read_text_nofollow(path: Path, error: type[CodehoneError] = CodehoneError) -> str | None:
+    """The UTF-8 text of ``path`` (None if there is no such file), refusing a symbolic link:
+    opened with ``O_NOFOLLOW`` where the platform has it, checked before opening elsewhere."""
+    refuse_links([path], error)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        handle = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link planted between the check and the open
+            raise error(f"{path}: is a symbolic link; refusing to read through it") from None
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(handle, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+
+
 def check_target(
     target: Path,
     is_ours: Callable[[Path], bool],
@@ -34,8 +70,7 @@ def check_target(
 ) -> None:
     """Refuse a target that is a link, not a directory, or a non-empty directory that
     ``is_ours`` does not recognise (``what`` names what would be there, for the message)."""
-    if target.is_symlink():
-        raise error(f"{target}: is a symbolic link; refusing to write through it")
+    refuse_links([target], error)
     if target.exists():
         if not target.is_dir():
             raise error(f"{target}: exists and is not a directory")
@@ -55,8 +90,7 @@ def new_staging_dir(target: Path, kind: str = "") -> Path:
 def publish(staging: Path, target: Path) -> None:
     """Move the finished ``staging`` folder to ``target``. An old ``target`` is moved aside
     first and deleted after, so ``target`` is at every moment the old folder or the new one."""
-    if target.is_symlink():
-        raise CodehoneError(f"{target}: is a symbolic link; refusing to replace it")
+    refuse_links([target])
     if target.exists():
         trash = new_staging_dir(target, "old")
         os.replace(target, trash / "old")

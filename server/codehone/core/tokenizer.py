@@ -2,6 +2,14 @@
 
 The server never imports transformers (slow to import, heavy); `tokenizers` reads the same
 tokenizer.json the training side saved.
+
+A tokenizer.json over ``MAX_TOKENIZER_BYTES`` is refused before it is read: the `tokenizers`
+library holds Python's global interpreter lock while it parses one, for a time that grows with
+its vocabulary (measured here: 26 MB, a million entries, 2.1 s in which no other thread of the
+process ran; 6 MB, 150,000 entries and merges, 1.8 s on a busy machine; about 19 bytes of
+memory per byte of file), so no background thread keeps the language server responsive
+meanwhile. The largest tokenizer of a supported family (Llama 3's) is 9 MB: 16 MB leaves room
+for it and bounds the pause. ``check_fits`` refuses a tokenizer that makes ids the model lacks.
 """
 
 from __future__ import annotations
@@ -16,14 +24,40 @@ from codehone.core.errors import ModelDirError
 # Decoding a continuation on its own can drop a leading space (sentencepiece) or mangle bytes
 # split across tokens; decoding it after a few prompt tokens and removing their text does not.
 _CONTEXT_TOKENS = 4
+MAX_TOKENIZER_BYTES = 16 << 20
 
 
 class TextTokenizer:
     def __init__(self, path: Path) -> None:
         try:
+            size = Path(path).stat().st_size
+        except OSError as exc:
+            raise ModelDirError(
+                f"{path}: not a readable tokenizer.json ({exc.strerror or exc})"
+            ) from None
+        if size > MAX_TOKENIZER_BYTES:
+            raise ModelDirError(
+                f"{path}: {size / 1e6:.0f} MB; codehone loads a tokenizer.json of at most "
+                f"{MAX_TOKENIZER_BYTES / 1e6:.0f} MB (parsing one freezes the server meanwhile)"
+            )
+        try:
             self._tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:
             raise ModelDirError(f"{path}: not a readable tokenizer.json ({exc})") from None
+        self.path = Path(path)
+
+    def check_fits(self, vocab_size: int) -> None:
+        """Refuse (ModelDirError) a tokenizer whose ids reach past the model's ``vocab_size``
+        rows: every prompt holding such a token would fail in the graph."""
+        added = self._tokenizer.get_added_tokens_decoder()
+        top = max(
+            self._tokenizer.get_vocab_size(with_added_tokens=False), max(added, default=0) + 1
+        )
+        if top > vocab_size:
+            raise ModelDirError(
+                f"{self.path}: the tokenizer has ids up to {top - 1:,}, past the model's "
+                f"vocab_size {vocab_size:,}"
+            )
 
     def encode(self, text: str) -> list[int]:
         try:

@@ -7,6 +7,11 @@ completion knobs may also sit under a ``completion`` key (which then wins wholes
 same knobs at the top level). Every field is checked on its own: an invalid one is reported
 once and keeps its previous value (the base: the defaults, or the initialization options), the
 others still apply. Unknown keys belong to other tools and are ignored silently.
+
+Workspace trust (``WorkspaceTrust``: may a workspace folder's config choose the model that runs
+on this machine?) is read from ``initializationOptions`` alone, once: a setting that a
+workspace's own files can set (VS Code's ``.vscode/settings.json``, a project-local Neovim
+config) must not be able to grant it.
 """
 
 from __future__ import annotations
@@ -132,3 +137,48 @@ def server_options_from(
         dataclasses.replace(options, completion=completion, sampling=sampling, **server),
         warnings,
     )
+
+
+@dataclass(frozen=True)
+class WorkspaceTrust:
+    """What the editor says about the workspace (``initializationOptions``):
+
+    - ``trustedWorkspace`` (default false): the user trusts the workspace, so its folders'
+      ``.codehone.toml`` / ``[tool.codehone]`` may select the model that serves them; otherwise
+      those configs are ignored (one log line per folder) and the global model serves;
+    - ``allowModelsOutsideWorkspace`` (default false): a trusted folder's config may also name
+      a model directory outside the folder (an absolute path, ``../``, a link leading out).
+    """
+
+    trusted: bool = False
+    models_outside: bool = False
+
+    def to_json(self) -> dict[str, bool]:
+        return {
+            "trustedWorkspace": self.trusted,
+            "allowModelsOutsideWorkspace": self.models_outside,
+        }
+
+
+_TRUST_KEYS = {"trustedWorkspace": "trusted", "allowModelsOutsideWorkspace": "models_outside"}
+
+
+def workspace_trust_from(raw: Any) -> tuple[WorkspaceTrust, list[str]]:
+    """The trust ``initializationOptions`` state (wrapped or not), and warnings about values
+    that are not true or false (those stay false)."""
+    raw = unwrap_settings(raw)
+    if not isinstance(raw, dict):
+        return WorkspaceTrust(), []
+    values: dict[str, bool] = {}
+    warnings: list[str] = []
+    for key, name in _TRUST_KEYS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            values[name] = value
+        else:
+            message = f"option {key}={value!r} is invalid (expected true or false); using false"
+            log.warning("%s", message)
+            warnings.append(message)
+    return WorkspaceTrust(**values), warnings

@@ -2,16 +2,15 @@
 
 Handlers live in ``codehone.lsp.features`` (one LSP feature per module); this module builds the
 server, holds its state (options, models per workspace folder, debounce tickets, document
-recency), turns a request's document and position into a cursor context, and translates
-codehone's errors into JSON-RPC errors at the edge (no tracebacks or paths to the client).
+recency, what the menu last offered), turns a request's document and position into a cursor
+context, and translates codehone's errors into JSON-RPC errors at the edge (no tracebacks or
+paths to the client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,32 +18,53 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from codehone import __version__
 from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.postprocess import Completion
 from codehone.core.errors import CodehoneError
 from codehone.core.providers import Device
-from codehone.core.text_positions import PositionError, offset_at
-from codehone.lsp.config import ServerOptions, server_options_from
+from codehone.core.text_positions import PositionError
+from codehone.lsp.config import (
+    ServerOptions,
+    server_options_from,
+    unwrap_settings,
+    workspace_trust_from,
+)
 from codehone.lsp.debounce import Debouncer
+from codehone.lsp.editor_watch import watch_editor
 from codehone.lsp.models.registry import ModelRegistry
 from codehone.lsp.models.service import ModelService
 from codehone.lsp.models.workspace import WorkspaceModels, uri_path
 from codehone.lsp.neighbors import Recency, display_path, path_header, pick_neighbors
 from codehone.lsp.protocol import CodehoneProtocol
+from codehone.lsp.text_documents import TrackedDocument, install_workspace
 
 log = logging.getLogger("codehone.server")
 T = TypeVar("T")
+
+
+# The initialization option by which a client says it debounces its automatic inline
+# requests itself (the VS Code extension does): the server then does not wait on them again.
+CLIENT_DEBOUNCES_INLINE = "clientDebouncesInline"
 
 
 @dataclass
 class Answer:
     """What a completion request produced: its candidates and the model that made them."""
 
-    texts: list[str]
+    completions: list[Completion]
     model_name: str
+
+
+@dataclass(frozen=True)
+class MenuOffer:
+    """The texts the menu last offered for a document, and where."""
+
+    position: types.Position
+    texts: frozenset[str]
 
 
 def client_supports(capabilities: Any, dotted: str) -> bool:
@@ -58,6 +78,8 @@ def client_supports(capabilities: Any, dotted: str) -> bool:
 
 
 class CodehoneServer(LanguageServer):
+    protocol: CodehoneProtocol
+
     def __init__(
         self,
         model: ModelService | None,
@@ -67,18 +89,27 @@ class CodehoneServer(LanguageServer):
         super().__init__("codehone", __version__, protocol_cls=CodehoneProtocol)
         self.init_options = ServerOptions()  # from initializationOptions: the base of the rest
         self.options = ServerOptions()
-        self.editor_watch: asyncio.Future[None] | None = None
+        self.editor_watch: asyncio.Task[None] | None = None
         self.debouncer = Debouncer()
+        self.client_debounces_inline = False
+        self.menu_offers: dict[str, MenuOffer] = {}  # per document, the last menu answer
         self.recency = Recency()
         self.models = WorkspaceModels(self, ModelRegistry(model, device), model_path)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Errors outside any request: log them; malformed JSON also gets a -32700 answer."""
-        if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
-            log.warning("malformed message: %s", error)
-            self.protocol.answer_parse_error(error)  # type: ignore[attr-defined]
+        """pygls reports each error here. A request's error (an unknown method's included) was
+        already logged, by pygls or ``guarded``, and answered: it is not logged again."""
+        if source is FeatureRequestError:
+            log.debug("a request was answered with an error: %s", error)
             return
         log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    def close(self, keep: ModelService | None = None) -> None:
+        """The session is over: stop watching the editor and close its models (but ``keep``,
+        which the next TCP session shares)."""
+        if self.editor_watch is not None:
+            self.editor_watch.cancel()
+        self.models.registry.close(keep=keep)
 
     def supports(self, dotted: str) -> bool:
         return client_supports(self.client_capabilities, dotted)
@@ -128,16 +159,27 @@ class CodehoneServer(LanguageServer):
             log.warning("could not register %s: %s", what, exc)
 
     def cursor_context(
-        self, uri: str, position: types.Position, options: ServerOptions
+        self,
+        uri: str,
+        position: types.Position,
+        options: ServerOptions,
+        selected: types.SelectedCompletionInfo | None = None,
     ) -> CursorContext | None:
         """The document's text and the cursor's offset (and, with ``otherDocuments``, the
-        other open files), or None for an unknown document."""
+        other open files), or None for an unknown document. With ``selected`` (a menu item),
+        the text as if that item were accepted, the cursor after it."""
         document = self.workspace.text_documents.get(uri)
-        if document is None:
+        if not isinstance(document, TrackedDocument):
             return None
         text = document.source
-        encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16)
-        offset = offset_at(text, position.line, position.character, encoding)
+        offset = document.offset_at(position)
+        if selected is not None:
+            start = document.offset_at(selected.range.start)
+            end = document.offset_at(selected.range.end)
+            if end < start:
+                raise PositionError("selectedCompletionInfo.range ends before it starts")
+            text = text[:start] + selected.text + text[end:]
+            offset = start + len(selected.text)
         if not options.other_documents:
             return CursorContext(text, offset)
         folders = self.models.folder_paths()
@@ -153,48 +195,73 @@ class CodehoneServer(LanguageServer):
         header = path_header(document.language_id, documents[uri][1]) if neighbors else ""
         return CursorContext(text, offset, neighbors, header)
 
+    def remember_menu_offer(
+        self, uri: str, position: types.Position, completions: list[Completion]
+    ) -> None:
+        self.menu_offers[uri] = MenuOffer(position, frozenset(c.text for c in completions))
+
+    def offered_in_menu(self, uri: str, selected: types.SelectedCompletionInfo) -> bool:
+        """Whether ``selected`` is one of the items the menu last offered for ``uri``."""
+        offer = self.menu_offers.get(uri)
+        return (
+            offer is not None
+            and offer.position == selected.range.start
+            and selected.text in offer.texts
+        )
+
     async def run_completion(
-        self, kind: str, uri: str, position: types.Position, automatic: bool
+        self,
+        kind: str,
+        uri: str,
+        position: types.Position,
+        automatic: bool,
+        selected: types.SelectedCompletionInfo | None = None,
     ) -> Answer | None:
-        """Shared by menu and inline completion; None when there is nothing to offer."""
+        """Shared by menu (``kind`` "completion") and inline completion ("inlineCompletion");
+        None when there is nothing to offer. ``selected``: complete after that menu item."""
         request_id = self.protocol.msg_id
         started = time.perf_counter()
-        ticket = self.debouncer.ticket(uri)
+        ticket = self.debouncer.ticket(uri, kind)
         options = self.options
         if not options.enable:
             log.info("request=%s %s: completions are disabled (enable=false)", request_id, kind)
             return None
-        if automatic and options.debounce_ms:
-            if not await self.debouncer.settle(uri, ticket, options.debounce_ms):
-                log.info("request=%s %s dropped: a newer request came in", request_id, kind)
+        debounced_by_client = kind == "inlineCompletion" and self.client_debounces_inline
+        if automatic and options.debounce_ms and not debounced_by_client:
+            if not await self.debouncer.settle(uri, kind, ticket, options.debounce_ms):
+                log.info("request=%s %s dropped: a newer one came in", request_id, kind)
                 return None
         service = self.models.service_for(uri)
         if service is None:
             log.info("request=%s %s: no model serves %s", request_id, kind, uri)
             return None
-        ctx = await guarded(request_id, lambda: _sync(self.cursor_context, uri, position, options))
+        ctx = await guarded(
+            request_id, lambda: _sync(self.cursor_context, uri, position, options, selected)
+        )
         if ctx is None:
             log.info("request=%s %s unknown document %s: empty result", request_id, kind, uri)
             return None
         outcome = await guarded(
             request_id,
-            lambda: service.complete(uri, ctx, options.completion, options.sampling),
+            lambda: service.complete(f"{kind} {uri}", ctx, options.completion, options.sampling),
         )
         log.info(
-            "request=%s %s model=%s tokens=%d+%d reused=%d candidates=%d reason=%s "
-            "timings_ms=%s handler_ms=%.1f",
+            "request=%s %s%s model=%s tokens=%d+%d reused=%d candidates=%d replaced=%s "
+            "reason=%s timings_ms=%s handler_ms=%.1f",
             request_id,
             kind,
+            " after the selected menu item" if selected is not None else "",
             service.name,
             outcome.prompt_tokens,
             outcome.new_tokens,
             outcome.reused_tokens,
-            len(outcome.texts),
+            len(outcome.completions),
+            [completion.replaced for completion in outcome.completions],
             outcome.reason,
             outcome.timings_ms,
             (time.perf_counter() - started) * 1000,
         )
-        return Answer(outcome.texts, service.name)
+        return Answer(outcome.completions, service.name)
 
 
 async def _sync(function: Callable[..., T], *args: Any) -> T:
@@ -219,19 +286,6 @@ async def guarded(request_id: object, make: Callable[[], Awaitable[T]]) -> T:
         raise JsonRpcInternalError(f"completion failed ({type(exc).__name__})") from None
 
 
-async def watch_editor_process(pid: int, interval_s: float = 2.0) -> None:
-    """Exit when the editor that started us dies (LSP's processId), so no server is orphaned."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            log.warning("the editor process %d is gone: exiting", pid)
-            os._exit(0)
-        except PermissionError:
-            pass  # it exists, owned by someone else
-
-
 def build_server(
     model: ModelService | None, device: Device = "auto", model_path: Path | None = None
 ) -> CodehoneServer:
@@ -250,13 +304,22 @@ def build_server(
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: CodehoneServer, params: types.InitializeParams) -> None:
+        install_workspace(ls.protocol)
         ls.init_options, warnings = server_options_from(params.initialization_options)
         ls.options = ls.init_options
-        for warning in warnings:
+        raw = unwrap_settings(params.initialization_options)
+        ls.client_debounces_inline = (
+            isinstance(raw, dict) and raw.get(CLIENT_DEBOUNCES_INLINE) is True
+        )
+        completion.declare_trigger_characters(ls, params.capabilities)
+        ls.models.trust, trust_warnings = workspace_trust_from(params.initialization_options)
+        log.info("workspace trust: %s", ls.models.trust.to_json())
+        for warning in [*warnings, *trust_warnings]:
             ls.log_to_client(warning)
         ls.models.set_initial_folders(params.workspace_folders, params.root_uri, params.root_path)
-        if params.process_id:
-            ls.editor_watch = asyncio.ensure_future(watch_editor_process(params.process_id))
+        ls.editor_watch = watch_editor(
+            params.process_id, lambda: ls.protocol.end_session(0), ls.protocol.parent_is_editor
+        )
 
     @server.feature(types.INITIALIZED)
     def on_initialized(ls: CodehoneServer, params: types.InitializedParams) -> None:

@@ -1,4 +1,4 @@
-"""The tools' subcommands of ``codehone``: demo, bench engine, bench lsp.
+"""The tools' subcommands of ``codehone``: demo, bench engine, bench lsp, bench documents.
 
 Only argparse here (the tools are imported inside each command, so ``codehone --help`` stays
 instant); registered by ``codehone.cli`` through the same ``add(name, help)`` as every part.
@@ -80,6 +80,21 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
         args.max_new_tokens,
         Path(args.json) if args.json else None,
         anchor_prompt=not args.no_anchor,
+    )
+
+
+def cmd_bench_documents(args: argparse.Namespace) -> int:
+    from codehone.tools.bench_documents import main as bench_documents_main
+
+    _quiet_logging(args.verbose)
+    if args.edits < 1:
+        raise CodehoneError("--edits must be at least 1")
+    return bench_documents_main(
+        Path(args.model) if args.model else None,
+        args.shapes,
+        args.edits,
+        args.device,
+        Path(args.json) if args.json else None,
     )
 
 
@@ -189,3 +204,19 @@ def add_tool_commands(add: Commands) -> None:
     )
     add_shared(p, "--json")
     p.set_defaults(func=cmd_bench_lsp)
+
+    from codehone.tools.bench_documents import SHAPES
+
+    p = bench(
+        "documents",
+        "what a keystroke costs the server in a huge document",
+        "start `codehone serve` over stdio, open a small file, a 5 MB single-line file and a "
+        "30 MB file, type at the end of each and print how long the server's event loop took "
+        "for each one-character edit and for the inline completion after it",
+    )
+    add_shared(p, "--model")
+    p.add_argument("--shapes", nargs="+", metavar="SHAPE", help=f"default: {' '.join(SHAPES)}")
+    p.add_argument("--edits", type=int, default=10, help="keystrokes per document")
+    add_shared(p, "--device")
+    add_shared(p, "--json")
+    p.set_defaults(func=cmd_bench_documents)

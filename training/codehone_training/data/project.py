@@ -1,8 +1,9 @@
 """A project's source files as a data set: collect, deduplicate, split, write and read back.
 
 1. collect source files: walk the project, honour ``.gitignore`` files (nested ones too), skip
-   hidden, vendored and build directories, generated, minified and binary files, files outside
-   the size limits and files of languages not asked for, and say why each was skipped;
+   hidden, vendored and build directories, generated, minified and binary files (a NUL byte
+   anywhere), files outside the size limits (looked at before a file is read: a huge file is
+   never loaded) and files of languages not asked for, and say why each was skipped;
 2. drop exact duplicates (same text up to trailing whitespace) and near duplicates (MinHash
    estimate of the Jaccard similarity of token 5-grams >= a threshold), keeping the first path;
 3. split train / validation / test by file with a fixed seed (a per-file hash, so adding files
@@ -184,13 +185,25 @@ class GitIgnore:
         return bool(verdict)
 
 
+def read_source(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path``, or None when it holds more than ``limit``: its size is looked at
+    first and no more than ``limit + 1`` bytes are ever read (a file may grow meanwhile)."""
+    if path.stat().st_size > limit:
+        return None
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data
+
+
 def skip_reason_for(name: str, data: bytes, config: PrepareConfig) -> tuple[str | None, str]:
-    """Why a file is not used (None if it is), and its text."""
+    """Why a file is not used (None if it is), and its text. A NUL byte anywhere marks a
+    binary file (source code has none; a NUL in training data is a token the model must
+    never learn to produce)."""
     if len(data) < config.min_file_bytes:
         return f"smaller than {config.min_file_bytes} bytes", ""
     if len(data) > config.max_file_bytes:
         return f"larger than {config.max_file_bytes} bytes", ""
-    if b"\0" in data[:8192]:
+    if b"\0" in data:
         return "binary", ""
     try:
         text = data.decode("utf-8")
@@ -244,9 +257,12 @@ def collect_files(config: PrepareConfig) -> Collection:
         if language is None:
             continue  # not source code of a language asked for: not even worth listing
         try:
-            data = path.read_bytes()
+            data = read_source(path, config.max_file_bytes)
         except OSError as exc:
             collection.skip(rel, f"unreadable ({exc.strerror})")
+            continue
+        if data is None:
+            collection.skip(rel, f"larger than {config.max_file_bytes} bytes")
             continue
         why, text = skip_reason_for(path.name, data, config)
         if why is not None:

@@ -43,8 +43,10 @@ class TorchEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+        from codehone_training.base_model import check_safetensors_only
         from codehone_training.export.checkpoint import context_length_of, special_tokens_of
 
+        check_safetensors_only(checkpoint)
         self.device = torch.device(device)
         self.model = AutoModelForCausalLM.from_pretrained(
             checkpoint, trust_remote_code=False, use_safetensors=True, dtype=torch.float32

@@ -33,6 +33,7 @@ from codehone.core.model_dir import (
     write_manifest,
 )
 from codehone.core.staging import check_target, staged_dir
+from codehone_training.base_model import check_safetensors_only
 from codehone_training.export.verify import TOLERANCE, TorchReference, verify_logits
 
 log = logging.getLogger("codehone.export")
@@ -54,6 +55,7 @@ def _check_checkpoint(checkpoint: Path) -> str:
         raise ExportError(
             f"{checkpoint}: no .safetensors weights; codehone loads weights with safetensors only"
         )
+    check_safetensors_only(checkpoint, ExportError)
     config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=False)
     if config.model_type not in SUPPORTED_ARCHITECTURES:
         raise ExportError(
@@ -145,6 +147,7 @@ def load_causal_lm(checkpoint: Path, dtype: str, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_safetensors_only(checkpoint, ExportError)
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint,
         trust_remote_code=False,

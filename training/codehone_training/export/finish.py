@@ -32,6 +32,7 @@ class FinishSteps:
     """What happens to a checkpoint after its export, in this order."""
 
     fuse: bool = False  # rebuild as codehone's fused decode graph (export.optimize.fuse)
+    fuse_dtype: str = "fp32"  # the fused graph's weights and KV cache (fp16: for CUDA)
     # a model the fused graph cannot express (or that fails its verification) keeps its
     # exported graph, with a warning, instead of failing the run
     keep_unfused: bool = False
@@ -116,7 +117,12 @@ def finish_model(
         if steps.fuse:
             try:
                 model_dir = fuse(
-                    model_dir.root, work / "fused", checkpoint=checkpoint, verify=steps.verify
+                    model_dir.root,
+                    work / "fused",
+                    dtype=steps.fuse_dtype,
+                    checkpoint=checkpoint,
+                    verify=steps.verify,
+                    device=device,
                 )
             except OptimizeError as exc:
                 if not steps.keep_unfused:

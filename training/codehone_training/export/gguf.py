@@ -10,8 +10,9 @@ way), so ``codehone export MODEL.gguf`` takes one as readily as a Hugging Face c
 3. dequantize it into an ordinary safetensors checkpoint (transformers' GGUF loader, fp32) with
    its tokenizer, and give that tokenizer the special tokens plain code completion needs
    (``completion_tokens``);
-4. export and verify that checkpoint exactly like any other (``export_checkpoint``), and keep
-   it in the model directory's ``checkpoint/`` so ``codehone tune`` can start from it.
+4. export and verify that checkpoint exactly like any other (``export.finish``: the optimum
+   export, then the fused graph and quantization when asked), and keep it in the model
+   directory's ``checkpoint/`` so ``codehone tune`` can start from it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from codehone.core.errors import ExportError
 from codehone.core.model_dir import ModelDir, load_model_dir, write_manifest
 from codehone.core.staging import new_staging_dir
+from codehone_training.export.finish import CHECKPOINT_SUBDIR, FinishSteps, finish_model
 
 log = logging.getLogger("codehone.export")
 
@@ -36,7 +38,6 @@ GGUF_ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "gpt2": "gpt2"}
 # Tokens that end a document or a turn in the common vocabularies: a completion stops at any
 # that the model's vocabulary has (see ``completion_tokens``).
 STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|end_of_text|>", "<|eot_id|>", "</s>")
-CHECKPOINT_SUBDIR = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,12 @@ def dequantize(info: GgufInfo, checkpoint: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, name = str(info.path.parent), info.path.name
+    # transformers reads the GGUF from a folder of its own, so nothing else in the user's
+    # folder (a config, an index, a pickle of weights) takes part in the load
+    isolated = checkpoint.parent / "gguf-source"
+    isolated.mkdir()
+    (isolated / info.path.name).symlink_to(info.path.resolve())
+    folder, name = str(isolated), info.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     if GGUF_ARCHITECTURES[info.architecture] != model.config.model_type:
@@ -183,12 +189,15 @@ def dequantize(info: GgufInfo, checkpoint: Path) -> Path:
 
 
 def import_gguf(
-    source: Path, out_dir: Path, *, device: str = "cpu", verify: bool = True
+    source: Path,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    steps: FinishSteps | None = None,
 ) -> ModelDir:
     """``codehone export MODEL.gguf --out DIR``: a verified model directory whose
-    ``checkpoint/`` holds the dequantized weights (a base for ``codehone tune``)."""
-    from codehone_training.export.checkpoint import export_checkpoint
-
+    ``checkpoint/`` holds the dequantized weights (a base for ``codehone tune``); ``steps``
+    (``export.finish``): what follows the export, e.g. the fused graph and quantization."""
     path = find_gguf(source)
     info = read_gguf_info(path)
     out_dir = Path(out_dir)
@@ -208,17 +217,17 @@ def import_gguf(
             json.dumps({"gguf": str(path), "sha256": digest, "name": info.name}, indent=2) + "\n",
             encoding="utf-8",
         )
-        model_dir = export_checkpoint(checkpoint, out_dir, device=device, verify=verify)
+        source_note = f"GGUF {path.name} (sha256 {digest})"
+        model_dir = finish_model(
+            checkpoint, out_dir, steps or FinishSteps(), device=device, training_data=source_note
+        )
         kept = out_dir / CHECKPOINT_SUBDIR
         shutil.rmtree(kept, ignore_errors=True)
         checkpoint.rename(kept)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     manifest = model_dir.manifest
-    provenance = replace(
-        manifest.provenance,
-        base_checkpoint=str(kept),
-        training_data=f"GGUF {path.name} (sha256 {digest})",
-    )
+    # relative, as export.finish writes it: the directory can move
+    provenance = replace(manifest.provenance, base_checkpoint=CHECKPOINT_SUBDIR)
     write_manifest(out_dir, replace(manifest, provenance=provenance))
     return load_model_dir(out_dir)

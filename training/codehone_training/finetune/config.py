@@ -27,7 +27,7 @@ class FinetuneConfig:
     base: Path
     data_dir: Path
     out_dir: Path
-    method: str = "lora"  # full | freeze | lora
+    method: str = "full"  # full | freeze | lora (the CLI's default too)
     trainable_layers: int = 2  # freeze: how many top transformer blocks train
     lora_rank: int = 16
     lora_alpha: int = 32

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codehone.core.errors import TrainingError
+from codehone_training.base_model import check_safetensors_only
 from codehone_training.finetune.config import METHODS, FinetuneConfig
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def load_trainable_model(checkpoint: Path, config: FinetuneConfig) -> torch.nn.M
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_safetensors_only(checkpoint, TrainingError)
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(
         checkpoint,

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from codehone.core.errors import TrainingError
-from codehone.core.staging import staged_dir, write_text_atomic
+from codehone.core.staging import refuse_links, staged_dir, write_text_atomic
 from codehone_training.base_model import ModelRef, resolve_model
-from codehone_training.data.packing import PackedRows, load_packed, pack_dataset
+from codehone_training.data.packing import PACKED_DIR, PackedRows, load_packed, pack_dataset
 from codehone_training.data.project import load_dataset
 from codehone_training.finetune.config import (
     CONFIG_FILE,
@@ -64,9 +64,10 @@ def _callbacks(config: FinetuneConfig, plan: dict[str, Any]) -> list[Any]:
         def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if folder.is_dir():
-                    (folder / CONFIG_FILE).write_text(
-                        json.dumps({"config": config.to_json(), "plan": plan}, indent=2) + "\n"
+                if folder.is_dir():  # a file, or a link planted there, is replaced whole
+                    write_text_atomic(
+                        folder / CONFIG_FILE,
+                        json.dumps({"config": config.to_json(), "plan": plan}, indent=2) + "\n",
                     )
             return control
 
@@ -111,9 +112,8 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
         )
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
-    for path in (out_dir, checkpoints):  # a fresh run deletes stale checkpoints
-        if path.is_symlink():
-            raise TrainingError(f"{path}: is a symbolic link; refusing to write through it")
+    # a fresh run deletes stale checkpoints; packing writes DATA/packed
+    refuse_links((out_dir, checkpoints, Path(config.data_dir) / PACKED_DIR), TrainingError)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     main_process = int(os.environ.get("RANK", "0")) == 0
 

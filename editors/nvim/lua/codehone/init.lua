@@ -25,6 +25,11 @@ M.name = 'codehone'
 --- @field log_file? string Server log file, passed as `--log-file`.
 --- @field verbose? boolean Pass `-v` (debug logging).
 --- @field max_tokens? integer Most tokens per completion (initializationOptions.maxNewTokens).
+--- @field trusted_workspace? boolean Let a project's .codehone.toml choose the model that runs
+---   (initializationOptions.trustedWorkspace; default false: the server ignores those configs
+---   and serves every file with the global model).
+--- @field allow_models_outside_workspace? boolean Also when the config names a model outside the
+---   project folder (initializationOptions.allowModelsOutsideWorkspace; default false).
 --- @field filetypes? string[] Filetypes to attach to; nil: every file buffer.
 --- @field root_markers? (string|string[])[] Files that mark a project root.
 --- @field inline? boolean Ghost text via vim.lsp.inline_completion; default: true when available (0.12+).
@@ -41,6 +46,8 @@ M.defaults = {
   log_file = nil,
   verbose = false,
   max_tokens = nil,
+  trusted_workspace = nil,
+  allow_models_outside_workspace = nil,
   filetypes = nil,
   root_markers = { '.git', 'pyproject.toml', 'package.json', 'Cargo.toml', 'go.mod', '.hg' },
   inline = nil,
@@ -99,10 +106,20 @@ end
 --- @param opts codehone.Opts
 --- @return table
 function M.init_options(opts)
+  local out = {}
   if opts.max_tokens then
-    return { maxNewTokens = opts.max_tokens }
+    out.maxNewTokens = opts.max_tokens
   end
-  return vim.empty_dict()
+  if opts.trusted_workspace ~= nil then
+    out.trustedWorkspace = opts.trusted_workspace == true
+  end
+  if opts.allow_models_outside_workspace ~= nil then
+    out.allowModelsOutsideWorkspace = opts.allow_models_outside_workspace == true
+  end
+  if next(out) == nil then
+    return vim.empty_dict()
+  end
+  return out
 end
 
 --- The vim.lsp.config entry for `opts`.
@@ -140,7 +157,7 @@ function M.accept()
 end
 
 --- Is `item` one of codehone's menu items? (The server sets detail to `codehone · MODEL` and
---- inserts the whole continuation with a plain-text textEdit at the cursor.)
+--- puts the whole continuation at the cursor with a plain-text textEdit.)
 --- @param item any
 --- @return boolean
 function M.is_codehone_item(item)
@@ -165,7 +182,21 @@ function M.convert(item)
   return { word = first, empty = first == '' and 1 or nil }
 end
 
---- CompleteDone: put the lines after the first of an accepted multi-line codehone item.
+--- How many characters after the cursor a codehone item replaces: the closing brackets and
+--- quotes its text re-types (`path):` before an auto-closed `)`), which its textEdit's range
+--- covers. ASCII, so as many bytes as characters in any position encoding.
+--- @param item lsp.CompletionItem
+--- @return integer
+function M.replaced_after_cursor(item)
+  local range = item.textEdit.range
+  if type(range) ~= 'table' or range.start.line ~= range['end'].line then
+    return 0
+  end
+  return math.max(0, range['end'].character - range.start.character)
+end
+
+--- CompleteDone: Neovim inserted the first line of an accepted codehone item at the cursor;
+--- remove the closers after the cursor that the item replaces, and put its other lines.
 --- @param bufnr integer
 function M.on_complete_done(bufnr)
   local word = vim.v.event and vim.v.event.complete_word
@@ -176,15 +207,41 @@ function M.on_complete_done(bufnr)
   if not M.is_codehone_item(item) then
     return
   end
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  local replaced = M.replaced_after_cursor(item)
+  if replaced > 0 then
+    local line = vim.api.nvim_buf_get_lines(bufnr, row - 1, row, true)[1]
+    local after = line:sub(col + 1, col + replaced)
+    if #after == replaced and after:match('^[%)%]}"\'`]+$') then
+      vim.api.nvim_buf_set_text(bufnr, row - 1, col, row - 1, col + replaced, { '' })
+    end
+  end
   local text = item.textEdit.newText
   local nl = text:find('\n', 1, true)
   if not nl then
     return
   end
   local rest = vim.split(text:sub(nl + 1), '\n', { plain = true })
-  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
   vim.api.nvim_buf_set_text(bufnr, row - 1, col, row - 1, col, { '', unpack(rest) })
   vim.api.nvim_win_set_cursor(0, { row + #rest, #rest[#rest] })
+end
+
+--- Characters that open the menu by itself when it is the automatic channel (no ghost text):
+--- the server's own choice for clients without inline completion.
+M.menu_trigger_characters = { '.' }
+
+--- The server declares no trigger characters to a client that can show ghost text (Neovim
+--- 0.12 says it can, whatever `inline` is): the menu is then asked for. With the menu as the
+--- automatic channel (`autotrigger`), give it codehone's menu-only trigger characters.
+--- @param server_capabilities table? `client.server_capabilities`
+function M.ensure_menu_triggers(server_capabilities)
+  local provider = server_capabilities and server_capabilities.completionProvider
+  if type(provider) ~= 'table' then
+    return
+  end
+  if provider.triggerCharacters == nil or #provider.triggerCharacters == 0 then
+    provider.triggerCharacters = vim.deepcopy(M.menu_trigger_characters)
+  end
 end
 
 --- Turn codehone's completions on or off in one buffer for one client.
@@ -204,6 +261,9 @@ local function enable_in_buffer(client, bufnr, on)
   end
   if inline then
     vim.lsp.inline_completion.enable(on, { bufnr = bufnr })
+  end
+  if autotrigger then
+    M.ensure_menu_triggers(client.server_capabilities)
   end
   -- Also with ghost text, so that <C-x><C-o> (the LSP omnifunc) goes through M.convert and
   -- an accepted menu item inserts the whole suggestion.

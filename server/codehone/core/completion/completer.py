@@ -4,11 +4,13 @@
 should we complete? (cursor) -> the prompt within a token budget (prompt) -> generate: the
 greedy candidate, then sampled alternatives when more candidates are asked for (sampling),
 each stopped by the post-processing rules as soon as it is complete (postprocess) -> the
-completion's text after the cursor, post-processed.
+completions: the text to put at the cursor, post-processed, and how many of the closing
+characters after the cursor it replaces (closers).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,42 +21,55 @@ import numpy as np
 from codehone.core.completion.cursor import CursorContext, skip_reason
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
 from codehone.core.completion.postprocess import (
+    Completion,
     cut_completion,
     cut_repeated_lines,
     postprocess,
     token_loop_length,
 )
-from codehone.core.completion.prompt import Prompt, build_prompt
+from codehone.core.completion.prompt import Prompt, build_prompt, new_token_limit
 from codehone.core.completion.sampling import make_sampler
 from codehone.core.engine.protocol import DecodeEngine, Generation, Sampler, StopConditions
 from codehone.core.healing import TokenHealer
 from codehone.core.tokenizer import TextTokenizer
 
+log = logging.getLogger("codehone.completion")
+
 
 @dataclass
 class CompletionOutcome:
-    """What a request produced: the completion (None: nothing to offer, ``reason`` says why),
-    its alternatives, and what it cost."""
+    """What a request produced: its completions, the greedy one first, then the sampled
+    alternatives, deduplicated (none: nothing to offer, ``reason`` says why), and what it
+    cost."""
 
-    text: str | None
+    completions: list[Completion]
     reason: str  # why it ended (stop reason) or why nothing was produced
     timings_ms: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
     new_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens whose KV cache came from the previous request
-    alternatives: list[str] = field(default_factory=list)  # further candidates, deduplicated
+
+    @property
+    def text(self) -> str | None:
+        """The first completion's text (None: nothing to offer)."""
+        return self.completions[0].text if self.completions else None
+
+    @property
+    def alternatives(self) -> list[str]:
+        """The texts of the further candidates."""
+        return [completion.text for completion in self.completions[1:]]
 
     @property
     def texts(self) -> list[str]:
-        """Every candidate, the greedy one first."""
-        return ([self.text] if self.text is not None else []) + self.alternatives
+        """Every candidate's text, the greedy one first."""
+        return [completion.text for completion in self.completions]
 
 
 @dataclass
 class _Candidate:
-    """One generation and the completion text post-processing made of it."""
+    """One generation and the completion post-processing made of it."""
 
-    text: str | None
+    completion: Completion | None
     generation: Generation
 
 
@@ -65,9 +80,25 @@ class Completer:
         self.engine = engine
         self.tokenizer = tokenizer
         self.manifest = engine.manifest
+        tokenizer.check_fits(self.manifest.vocab_size)
         eos = frozenset(self.manifest.special_tokens.eos_token_ids)
         self.stop_token_ids = eos | tokenizer.special_token_ids()
         self.healer = TokenHealer.for_tokenizer(tokenizer)
+        self._cut_limits: set[int] = set()  # max_new_tokens values already said to be cut
+
+    def _new_token_limit(self, options: CompletionOptions) -> int:
+        """``new_token_limit``, saying once per value when it cuts the option."""
+        limit = new_token_limit(self.manifest, options)
+        if limit < options.max_new_tokens and options.max_new_tokens not in self._cut_limits:
+            self._cut_limits.add(options.max_new_tokens)
+            log.warning(
+                "maxNewTokens %d would leave the prompt no room in this model's context of %d "
+                "tokens: %d new tokens at most (the prompt keeps the other half)",
+                options.max_new_tokens,
+                self.manifest.context_length,
+                limit,
+            )
+        return limit
 
     def complete(
         self,
@@ -81,19 +112,19 @@ class Completer:
         started = time.perf_counter()
         reason = skip_reason(ctx)
         if reason is not None:
-            return CompletionOutcome(None, reason)
+            return CompletionOutcome([], reason)
         prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, self.healer)
         prompt_ms = (time.perf_counter() - started) * 1000
         deadline = time.monotonic() + options.time_budget_ms / 1000
         greedy = self._candidate(ctx, prompt, options, deadline, cancel, None)
         generation = greedy.generation
-        alternatives: list[str] = []
+        alternatives: list[Completion] = []
         wanted = (sampling.candidates if sampling else 1) - 1
         if wanted > 0 and generation.stop_reason not in ("cancelled", "deadline"):
             assert sampling is not None
             rng = np.random.default_rng(sampling.seed)
             sampler = make_sampler(sampling.temperature, rng)
-            seen = {greedy.text}
+            seen = {greedy.completion}
             for _ in range(2 * wanted):  # duplicates are dropped; a few extra tries fill in
                 if len(alternatives) >= wanted:
                     break
@@ -102,20 +133,18 @@ class Completer:
                 sampled = self._candidate(ctx, prompt, options, deadline, cancel, sampler)
                 if sampled.generation.stop_reason == "cancelled":
                     break
-                if sampled.text is not None and sampled.text not in seen:
-                    seen.add(sampled.text)
-                    alternatives.append(sampled.text)
-        text = greedy.text
-        if text is None and alternatives:  # the greedy one was empty: the first sample leads
-            text = alternatives.pop(0)
+                if sampled.completion is not None and sampled.completion not in seen:
+                    seen.add(sampled.completion)
+                    alternatives.append(sampled.completion)
+        # The greedy one first; when it was empty, the first sample leads.
+        completions = [greedy.completion] if greedy.completion is not None else []
+        completions += alternatives
         if cancel is not None and cancel.is_set():
-            text, alternatives = None, []
+            completions = []
         total_ms = (time.perf_counter() - started) * 1000
         return CompletionOutcome(
-            text=text,
-            reason=generation.stop_reason
-            if text is not None
-            else f"empty ({generation.stop_reason})",
+            completions=completions,
+            reason=generation.stop_reason if completions else f"empty ({generation.stop_reason})",
             timings_ms={
                 "prompt": round(prompt_ms, 2),
                 "prefill": round(generation.prefill_ms, 2),
@@ -125,7 +154,6 @@ class Completer:
             prompt_tokens=len(prompt.token_ids),
             new_tokens=len(generation.token_ids),
             reused_tokens=generation.reused_tokens,
-            alternatives=alternatives,
         )
 
     def _candidate(
@@ -160,7 +188,7 @@ class Completer:
             return cut_completion(text, prompt.mode, prompt.base_indent)[1]
 
         stop = StopConditions(
-            max_new_tokens=options.max_new_tokens,
+            max_new_tokens=self._new_token_limit(options),
             stop_token_ids=self.stop_token_ids,
             deadline=deadline,
             cancel=cancel,
@@ -172,5 +200,6 @@ class Completer:
         )
         ids = generation.token_ids[: loop_keep[0]] if loop_keep else generation.token_ids
         raw = continuation(ids)
-        text = None if generation.stop_reason == "cancelled" else postprocess(raw, ctx, prompt)
-        return _Candidate(text, generation)
+        if generation.stop_reason == "cancelled":
+            return _Candidate(None, generation)
+        return _Candidate(postprocess(raw, ctx, prompt), generation)

@@ -13,6 +13,11 @@ from codehone.core.completion.options import CompletionOptions
 Mode = Literal["single_line", "multi_line"]
 _IDENTIFIER_CHAR = re.compile(r"\w")
 _LINE_BREAK = re.compile(r"\r|\n")
+_INDENT = re.compile(r"\s*")
+# What the steps here and in post-processing read of the cursor's line, on each side of the
+# cursor: a line can be megabytes long (minified code, data), and copying or stripping all of
+# it for every request would cost what the line costs. The prompt itself is cut by tokens.
+LINE_WINDOW = 4096
 # A line ending in one of these opens a block: complete several lines.
 _BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->", " do", " then")
 
@@ -38,14 +43,29 @@ class CursorContext:
     header: str = ""
 
     @property
+    def line_start(self) -> int:
+        """The offset where the cursor's line starts."""
+        text, offset = self.text, self.offset
+        return max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+
+    @property
     def line_prefix(self) -> str:
-        start = max(self.text.rfind("\n", 0, self.offset), self.text.rfind("\r", 0, self.offset))
-        return self.text[start + 1 : self.offset]
+        """The cursor's line before the cursor (its last LINE_WINDOW characters at most)."""
+        return self.text[max(self.line_start, self.offset - LINE_WINDOW) : self.offset]
 
     @property
     def line_suffix(self) -> str:
-        match = _LINE_BREAK.search(self.text, self.offset)
-        return self.text[self.offset : match.start() if match else len(self.text)]
+        """The cursor's line after the cursor (its first LINE_WINDOW characters at most)."""
+        end = min(len(self.text), self.offset + LINE_WINDOW)
+        match = _LINE_BREAK.search(self.text, self.offset, end)
+        return self.text[self.offset : match.start() if match else end]
+
+    @property
+    def indent(self) -> str:
+        """The whitespace that starts the cursor's line (before the cursor)."""
+        start = self.line_start
+        match = _INDENT.match(self.text, start, min(self.offset, start + LINE_WINDOW))
+        return match.group() if match else ""
 
 
 def skip_reason(ctx: CursorContext) -> str | None:

@@ -1,5 +1,5 @@
 """From generated text to a completion: where it ends, loops the model fell into, characters
-that never belong in one.
+that never belong in one, and how it meets the closing brackets after the cursor (``closers``).
 
 The same rules run twice: as the decode loop's stop rule (so generation stops as soon as the
 completion is complete or looping, not at max_new_tokens) and on the final text.
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from codehone.core.completion.closers import merge_closers
 from codehone.core.completion.cursor import CursorContext, Mode
 from codehone.core.completion.prompt import Prompt
 
@@ -19,6 +21,16 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # (and at least 3 times) is a loop; three equal non-blank lines in a row are one too.
 _LOOP_MAX_PERIOD = 8
 _LOOP_MIN_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A completion: ``text`` goes in at the cursor, replacing the ``replaced`` characters right
+    after it (closing brackets and quotes on its line that the text re-types; 0: an insertion).
+    They are ASCII, so ``replaced`` counts the same in every LSP position encoding."""
+
+    text: str
+    replaced: int = 0
 
 
 def cut_completion(text: str, mode: Mode, base_indent: str) -> tuple[str, bool]:
@@ -78,16 +90,14 @@ def strip_control_chars(text: str) -> str:
     return _CONTROL_CHARS.sub("", text)
 
 
-def postprocess(text: str, ctx: CursorContext, prompt: Prompt) -> str | None:
+def postprocess(text: str, ctx: CursorContext, prompt: Prompt) -> Completion | None:
     """Trim the generated text into a completion, or None if nothing useful is left."""
     text = text.replace("\ufffd", "")  # a character cut in half by the token limit
     text, _ = cut_completion(text, prompt.mode, prompt.base_indent)
     text, _ = cut_repeated_lines(text)
     text = strip_control_chars(text)
     text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip()
-    suffix = ctx.line_suffix.strip()
-    if suffix and text.endswith(suffix):  # the model re-typed what is already after the cursor
-        text = text[: -len(suffix)].rstrip()
+    text, replaced = merge_closers(text, ctx.line_suffix)
     if not text.strip():
         return None
-    return text
+    return Completion(text, replaced)

@@ -2,13 +2,14 @@
 and the options allow, the text after the cursor (fill-in-the-middle), the beginning of other
 open files, an anchored start the engine's prefix reuse can keep, and token healing.
 
-Only a window of text around the cursor is ever tokenized, so a huge file costs no more than a
-small one: the window starts at about four characters per token wanted and doubles while the
+Only a window of text around the cursor is ever tokenized (and the cursor's line is read
+within ``cursor.LINE_WINDOW``), so a huge file costs no more than a small one: the window starts at about four characters per token wanted and doubles while the
 tokens fall short.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from codehone.core.completion.cursor import CursorContext, Mode, choose_mode
@@ -23,6 +24,7 @@ _ANCHOR_SHARE = 8  # an anchored prompt drops tokens in steps of an eighth of it
 _SUFFIX_SHARE = 4  # with FIM, the suffix gets at most a quarter of the prompt budget
 _NEIGHBOR_SHARE = 3  # other files get at least a third of the prefix budget when they are used
 _NEIGHBOR_MIN_TOKENS = 16  # a file that would get fewer tokens than this is left out
+_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass
@@ -36,11 +38,17 @@ class Prompt:
     healing: Healing | None = None  # the text before the cursor that generation restores
 
 
+def new_token_limit(manifest: Manifest, options: CompletionOptions) -> int:
+    """The most tokens one completion generates: ``options.max_new_tokens``, but at most half
+    the model's context, so the prompt always keeps the other half (a limit at or past the
+    context would cut every prompt to one token)."""
+    return max(1, min(options.max_new_tokens, manifest.context_length // 2))
+
+
 def prompt_budget(manifest: Manifest, options: CompletionOptions) -> int:
     """The prompt's tokens: the options' limit, within the context that the new tokens share."""
-    return max(
-        1, min(options.max_prompt_tokens, manifest.context_length - options.max_new_tokens - 1)
-    )
+    room = manifest.context_length - new_token_limit(manifest, options) - 1
+    return max(1, min(options.max_prompt_tokens, room))
 
 
 def prefix_token_ids(
@@ -144,12 +152,11 @@ def build_prompt(
     special = manifest.special_tokens
     use_bos = special.add_bos and special.bos_token_id is not None
     budget = prompt_budget(manifest, options) - (1 if use_bos else 0)
-    line = ctx.line_prefix
-    base_indent = line[: len(line) - len(line.lstrip())]
+    base_indent = ctx.indent
     mode = choose_mode(ctx, options)
     fim = special.fim if options.fim and special.fim and special.fim.in_prompts else None
     anchor = max(1, budget // _ANCHOR_SHARE) if options.anchor_prompt else 0
-    if fim is not None and budget > 8 and ctx.text[ctx.offset :].strip():
+    if fim is not None and budget > 8 and _NON_SPACE.search(ctx.text, ctx.offset):
         suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)
         context_ids, prefix_ids = neighbor_token_ids(
             ctx, tokenizer, budget - len(suffix_ids) - 3, anchor

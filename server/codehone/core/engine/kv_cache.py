@@ -58,16 +58,21 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 class KVCropper:
     """Slices every tensor of an exported graph's cache to its first positions, on the device
-    the cache lives on (the Slice graph is built on first use)."""
+    the cache lives on (the Slice graph is built by ``prepare`` when the engine loads, else on
+    first use: building it imports onnx, seconds that a request must not wait for)."""
 
     def __init__(self, kv: KVLayout, provider: ProviderChoice) -> None:
         self.kv = kv
         self.provider = provider
         self._session: ort.InferenceSession | None = None
 
-    def crop(self, values: list[ort.OrtValue], length: int) -> list[ort.OrtValue]:
+    def prepare(self, count: int) -> None:
+        """Build the Slice graph for ``count`` tensors now."""
         if self._session is None:
-            self._session = self._build(len(values))
+            self._session = self._build(count)
+
+    def crop(self, values: list[ort.OrtValue], length: int) -> list[ort.OrtValue]:
+        self.prepare(len(values))
         binding = self._session.io_binding()
         for i, value in enumerate(values):
             binding.bind_ortvalue_input(f"x{i}", value)

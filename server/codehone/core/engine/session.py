@@ -94,6 +94,8 @@ class Engine:
         self._buffers: KVCache | None = None  # the engine's own shared KV buffers
         self._decode_step: FusedDecodeStep | None = None
         self._cropper = KVCropper(kv, provider)
+        if not self.shared_kv and reuse_prefix:
+            self._cropper.prepare(len(self._past_names))  # at load, not in a request
 
     def _load_session(self) -> ort.InferenceSession:
         try:

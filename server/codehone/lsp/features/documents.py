@@ -2,7 +2,8 @@
 
 pygls keeps the documents' text itself; codehone also needs their order of use, because the
 ``otherDocuments`` option gives the model the most recently edited other files as context, and
-when each was last edited, because the server-side debounce waits for a quiet document.
+when each was last edited, because the server-side debounce waits for a quiet document; a
+closed document's state goes with it (including what the menu last offered there).
 """
 
 from __future__ import annotations
@@ -30,3 +31,4 @@ def register(server: CodehoneServer) -> None:
     def did_close(ls: CodehoneServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.recency.forget(params.text_document.uri)
         ls.debouncer.forget(params.text_document.uri)
+        ls.menu_offers.pop(params.text_document.uri, None)

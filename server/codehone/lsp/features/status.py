@@ -26,6 +26,7 @@ def status_report(ls: CodehoneServer) -> dict[str, Any]:
         "provider_reason": main.provider.reason if main else None,
         **registry.totals(),  # "latency_ms", "completions", "prefix_cache"
         "options": ls.options.to_json(),
+        "workspace_trust": ls.models.trust.to_json(),
         "pending": ls.models.pending,
         "loads": registry.loads,
         "unloaded": registry.retired,

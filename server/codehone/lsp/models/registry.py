@@ -164,6 +164,14 @@ class ModelRegistry:
             log.info("folder %s has no model configured any more: it uses the global one", key)
             self._retire_unused(old)
 
+    def ignore_config(self, key: str, reason: str) -> None:
+        """The folder's config is not followed (``reason`` says why, in codehone/status): its
+        documents go to the global slot, as if it named no model."""
+        self.unconfigure(key)
+        slot = self.slots.get(key)
+        if slot is not None and key != GLOBAL:
+            slot.error = reason
+
     def mark_failed(self, key: str, error: str) -> None:
         """A configuration problem: the slot keeps what it had and records why."""
         slot = self.slots.get(key)
@@ -269,9 +277,11 @@ class ModelRegistry:
         service.retire()
         self.retired += 1
 
-    def close(self) -> None:
+    def close(self, keep: ModelService | None = None) -> None:
+        """Close every model but ``keep`` (one that outlives this registry)."""
         for service in self.services():
-            service.close()
+            if service is not keep:
+                service.close()
         self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- reporting -----------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Inference runs on one worker thread (one decode at a time per model); the event loop only
 awaits it. A cancelled request sets its cancel event, which the decode loop checks between
-steps, so the worker is free again within one step. A new request for a document makes the
-one still running for that document stop early: the newest keystroke wins.
+steps, so the worker is free again within one step. A new request with the same key makes
+the one still running under it stop early: the newest keystroke wins (the server's key is one
+kind of request for one document, so a menu request and a ghost-text request never stop each
+other).
 
 When another model replaces this one (a project's configuration changed), ``retire`` stops it
 taking requests, lets the one in flight finish, then drops the engine, so the ONNX Runtime
@@ -92,7 +94,7 @@ class ModelService:
     ) -> CompletionOutcome:
         """Complete off the event loop; a newer request with the same key stops this one."""
         if self.closed:  # replaced between choosing the model and getting here
-            return CompletionOutcome(None, "the model was replaced")
+            return CompletionOutcome([], "the model was replaced")
         cancel = threading.Event()
         previous = self._in_flight.get(key)
         if previous is not None:

@@ -9,10 +9,17 @@ the ``ModelRegistry``.
   ``pyproject.toml``'s dependencies costs nothing).
 - The ``model`` option replaces ``--model`` in the registry's global slot (documents outside
   every configured folder); clearing it restores ``--model``.
+- A cloned repository choosing which weights run on the user's machine is a trust decision,
+  the editor's (``codehone.lsp.config.WorkspaceTrust``): unless the workspace is trusted, a
+  folder's config is ignored (one log line; the global model serves the folder), and even in
+  a trusted one a config naming a model outside its folder is refused unless
+  ``allowModelsOutsideWorkspace`` says otherwise.
 
-Loads run in the background with ``$/progress`` reports while the previous model serves; a bad
-config or model directory is shown to the user (window/showMessage) and logged, and the
-previous model keeps serving.
+Every step that touches the disk runs on a thread: reading a config, the fingerprint of the
+model it names, and the load itself (``ModelRegistry.load``: manifest, graph summary, tokenizer,
+ONNX Runtime session). Loads run in the background with ``$/progress`` reports while the
+previous model serves; a bad config or model directory is shown to the user
+(window/showMessage) and logged, and the previous model keeps serving.
 """
 
 from __future__ import annotations
@@ -29,8 +36,15 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from codehone.core.model_dir import load_model_dir
-from codehone.core.project_config import ProjectConfigError, find_project_config
-from codehone.lsp.models.registry import GLOBAL, LoadRequest, ModelRegistry, fingerprint
+from codehone.core.project_config import ProjectConfig, ProjectConfigError, find_project_config
+from codehone.lsp.config import WorkspaceTrust
+from codehone.lsp.models.registry import (
+    GLOBAL,
+    Fingerprint,
+    LoadRequest,
+    ModelRegistry,
+    fingerprint,
+)
 from codehone.lsp.models.service import ModelService
 
 if TYPE_CHECKING:
@@ -49,6 +63,12 @@ def uri_path(uri: str) -> Path | None:
     if not path or not uri.startswith("file:"):
         return None
     return Path(os.path.normpath(path))
+
+
+def _read_config(folder: Path) -> tuple[ProjectConfig, Fingerprint] | None:
+    """On a thread: a folder's config and the fingerprint of the model it names."""
+    config = find_project_config(folder)
+    return None if config is None else (config, fingerprint(config.model_path))
 
 
 class LspLoadReporter:
@@ -103,7 +123,9 @@ class WorkspaceModels:
         self.server = server
         self.registry = registry
         self.model_path = model_path  # --model (or the default model found at startup)
+        self.trust = WorkspaceTrust()  # set from initializationOptions
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._said_untrusted: set[str] = set()  # folders whose ignored config was logged
 
     # -- background work -----------------------------------------------------------------------
 
@@ -198,25 +220,51 @@ class WorkspaceModels:
         if slot is None or slot.folder is None:
             return
         try:
-            config = await asyncio.to_thread(find_project_config, slot.folder)
+            found = await asyncio.to_thread(_read_config, slot.folder)
         except (ProjectConfigError, OSError) as exc:
+            if not self.trust.trusted:
+                self._ignore_untrusted(key, f"{exc}")
+                return
             self.registry.mark_failed(key, str(exc))
             keeps = self.registry.slot_for_path(slot.folder).service
             still = f"; still serving {keeps.model_dir.root}" if keeps is not None else ""
             self.server.warn_user(f"codehone: {exc}{still}")
             return
-        if config is None:
+        if found is None:
             self.registry.unconfigure(key)
+            return
+        config, model_fingerprint = found
+        if not self.trust.trusted:
+            self._ignore_untrusted(key, str(config.source))
+            return
+        if not config.model_inside and not self.trust.models_outside:
+            why = (
+                f"{config.source}: the model path {str(config.model_path)!r} is outside the "
+                f"workspace folder {config.folder}; set allowModelsOutsideWorkspace to allow it"
+            )
+            self.registry.mark_failed(key, why)
+            self.server.warn_user(f"codehone: {why}")
             return
         request = LoadRequest(
             model_path=config.model_path,
             source=str(config.source),
             open_dir=config.load_model,
-            fingerprint=fingerprint(config.model_path),
+            fingerprint=model_fingerprint,
         )
         if slot.wanted == request.fingerprint:
             return  # the same model as before (loaded, loading, or known to fail)
         await self.registry.load(key, request, LspLoadReporter(self.server))
+
+    def _ignore_untrusted(self, key: str, what: str) -> None:
+        """A folder's config in a workspace the editor does not trust: not followed."""
+        why = (
+            f"{what}: ignored, the workspace is not trusted (the editor did not pass "
+            "trustedWorkspace); the global model serves this folder"
+        )
+        self.registry.ignore_config(key, why)
+        if key not in self._said_untrusted:  # one line per folder, not per change
+            self._said_untrusted.add(key)
+            log.warning("%s", why)
 
     # -- the global slot -----------------------------------------------------------------------
 
@@ -237,7 +285,7 @@ class WorkspaceModels:
             model_path=path,
             source=source,
             open_dir=lambda: load_model_dir(path),
-            fingerprint=fingerprint(path),
+            fingerprint=await asyncio.to_thread(fingerprint, path),
         )
         if self.registry.global_slot.wanted == request.fingerprint:
             return
