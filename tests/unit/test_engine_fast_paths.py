@@ -197,19 +197,72 @@ def test_last_logits_rewrite_of_exported_graphs(
     np.testing.assert_allclose(logits, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_weight_only_quantization(bits: int, fused_model: Callable[[str], Path], tmp_path: Path):
+@pytest.mark.parametrize(
+    ("family", "bits", "scheme", "step"),
+    [
+        ("gpt2", 8, "block", "int8-block32"),
+        ("gpt2", 4, "block", "int4-block32"),
+        ("gpt2", 8, "channel", "int8-channel"),
+        ("llama", 8, "channel", "int8-channel"),
+    ],
+)
+def test_weight_quantization(
+    family: str,
+    bits: int,
+    scheme: str,
+    step: str,
+    fused_model: Callable[[str], Path],
+    tmp_path: Path,
+):
+    import onnx
+
     from codehone_training.export.optimize import quantize
 
-    quantized_dir = quantize(fused_model("gpt2"), tmp_path / f"int{bits}", bits=bits)
-    assert f"int{bits}-block32" in quantized_dir.manifest.provenance.optimizations
-    quantized, original = engine(quantized_dir.root), engine(fused_model("gpt2"))
+    quantized_dir = quantize(fused_model(family), tmp_path / step, bits=bits, scheme=scheme)
+    assert quantized_dir.manifest.provenance.optimizations[-1] == step
+    ops = {
+        n.op_type
+        for n in onnx.load(str(quantized_dir.model_path), load_external_data=False).graph.node
+    }
+    assert "MatMul" not in ops
+    if scheme == "channel":  # int8 products after the norms and attention; block int8 elsewhere
+        assert {"DynamicQuantizeMatMul", "MatMulNBits"} <= ops
+    quantized, original = engine(quantized_dir.root), engine(fused_model(family))
     q_logits, _ = quantized.forward(PROMPT, quantized.empty_cache(), all_logits=True)
     o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
     # Close, not equal: the top-1 choice agrees on most positions.
     agreement = float(np.mean(q_logits.argmax(-1) == o_logits.argmax(-1)))
     assert agreement >= (0.7 if bits == 8 else 0.5)
     assert len(quantized.generate(PROMPT, StopConditions(max_new_tokens=8)).token_ids) == 8
+
+
+def test_per_channel_int8_keeps_each_column_within_half_a_step() -> None:
+    from codehone_training.export.quantize import per_channel_int8
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 16)).astype(np.float32) * np.geomspace(1e-3, 10, 16)
+    weight[:, 3] = 0.0  # an all-zero column gets a usable scale
+    q, scale = per_channel_int8(weight)
+    assert q.dtype == np.int8 and scale.shape == (16,) and np.all(scale > 0)
+    assert np.all(np.abs(q.astype(np.float32) * scale - weight) <= scale / 2 + 1e-7)
+    assert np.abs(q).max() == 127
+
+
+def test_the_channel_scheme_is_int8_only(fused_model: Callable[[str], Path], tmp_path: Path):
+    from codehone.core.errors import ExportError
+    from codehone_training.export.finish import FinishSteps
+    from codehone_training.export.optimize import OptimizeError, quantize
+
+    with pytest.raises(OptimizeError, match="int8 only"):
+        quantize(fused_model("gpt2"), tmp_path / "x", bits=4, scheme="channel")
+    with pytest.raises(OptimizeError, match="one of block, channel"):
+        quantize(fused_model("gpt2"), tmp_path / "x", bits=8, scheme="rows")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ExportError, match="int8 only"):
+        FinishSteps(quantize_bits=4, quantize_scheme="channel")
+    with pytest.raises(ExportError, match="quantize_scheme"):
+        FinishSteps(quantize_bits=8, quantize_scheme="rows")
+    assert FinishSteps(quantize_bits=8, quantize_scheme="channel").after_export
 
 
 def test_prompt_lookup_draft():

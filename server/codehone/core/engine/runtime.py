@@ -23,7 +23,9 @@ def session_options(threads: int | None = None, spinning: bool | None = None) ->
     if threads:
         options.intra_op_num_threads = threads
     if spinning is not None:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
     return options
 
 
