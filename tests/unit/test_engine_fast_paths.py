@@ -122,6 +122,28 @@ def test_speculation_is_exact_greedy(family: str, fused_model: Callable[[str], P
     assert stats.drafted_tokens > 0 and 0 < stats.accepted_tokens <= stats.drafted_tokens
 
 
+def test_cpu_serving_speculates_and_keeps_the_greedy_tokens(fused_model: Callable[[str], Path]):
+    """`codehone serve` on the CPU drafts by prompt lookup (measured to win on real code):
+    its engine gives exactly the tokens of plain greedy decoding, in fewer model calls."""
+    from codehone.core.engine.speculation import SERVING_DRAFT_TOKENS, serving_draft_tokens
+    from codehone.core.providers import CUDA_PROVIDER, ProviderChoice
+    from codehone.lsp.models.service import ModelService
+
+    assert serving_draft_tokens(ProviderChoice(CUDA_PROVIDER, "test")) == 0  # not measured
+    service = ModelService.load(load_model_dir(fused_model("llama")), "cpu")
+    try:
+        served = service.engine
+        assert served.draft_tokens == SERVING_DRAFT_TOKENS > 0
+        plain = engine(fused_model("llama"), draft_tokens=0)
+        for prompt in (PROMPT, REPEATING, [*REPEATING, *PROMPT, *REPEATING]):
+            expected = plain.generate(prompt, StopConditions(max_new_tokens=32))
+            result = served.generate(prompt, StopConditions(max_new_tokens=32))
+            assert result.token_ids == expected.token_ids, prompt
+        assert served.speculation_stats.accepted_tokens > 0
+    finally:
+        service.close()
+
+
 def test_speculation_keeps_every_stop_condition(fused_model: Callable[[str], Path]):
     model = fused_model("gpt2")
     plain, spec = engine(model), engine(model, draft_tokens=4)
