@@ -57,8 +57,23 @@ def codehone_width(optimizations: list[str], export_dtype: str) -> str:
     return export_dtype
 
 
+class _Described:
+    """What a contender and its rows share: a kind and a weight width."""
+
+    kind: str
+    width: str
+
+    @property
+    def width_class(self) -> str:
+        return width_class(self.width)
+
+    @property
+    def is_codehone(self) -> bool:
+        return self.kind == "codehone"
+
+
 @dataclass(frozen=True)
-class ContenderSpec:
+class ContenderSpec(_Described):
     """One contender, as a worker process loads it (plain values only: it is sent as JSON).
 
     ``kind``: codehone | llama.cpp | hf-eager | optimum. ``path``: a model directory, a GGUF
@@ -72,14 +87,6 @@ class ContenderSpec:
     threads: int | None = None
     condition: str = "spin"
     options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def width_class(self) -> str:
-        return width_class(self.width)
-
-    @property
-    def is_codehone(self) -> bool:
-        return self.kind == "codehone"
 
     def environment(self) -> dict[str, str]:
         """Variables the worker process starts with (OpenMP's wait policy must be set before
@@ -113,7 +120,7 @@ class BenchConfig:
 
 
 @dataclass
-class Row:
+class Row(_Described):
     """One contender on one prompt length: medians over the run's repeats (milliseconds)."""
 
     model: str  # the shape or the model the contenders share
@@ -138,11 +145,3 @@ class Row:
     @property
     def tokens_per_s(self) -> float | None:
         return 1000.0 / self.ms_per_token if self.ms_per_token else None
-
-    @property
-    def width_class(self) -> str:
-        return width_class(self.width)
-
-    @property
-    def is_codehone(self) -> bool:
-        return self.kind == "codehone"
