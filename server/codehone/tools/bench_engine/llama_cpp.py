@@ -2,8 +2,8 @@
 llama.vscode, llama.vim) run on, through its Python binding, on a GGUF of the same weights.
 
 llama-cpp-python is a benchmark extra, never a runtime or test dependency: ``pip install -e
-'.[bench]'`` builds llama.cpp from source (15-20 minutes on 2 cores; the README's Performance
-section gives the CMAKE_ARGS). Without it the benchmark says how to install it and stops.
+'.[bench]'`` builds llama.cpp from source (15-20 minutes on 2 cores; the README's "Against
+llama.cpp" gives the CMAKE_ARGS). Without it the benchmark says how to install it and stops.
 
 It is driven the way a completion server drives it, as fairly as codehone: both thread counts
 (decode and prefill) set to the run's, one batch for the whole prompt, greedy tokens as the
@@ -28,7 +28,7 @@ INSTALL_HINT = (
     "CMAKE_ARGS='-DGGML_NATIVE=ON -DGGML_OPENMP=ON' pip install -e '.[bench]' "
     "(builds llama.cpp from source, 15-20 minutes on 2 cores; on a CPU with AMX also "
     "CFLAGS=CXXFLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16': its AMX path crashes; "
-    "see the README's Performance section)"
+    'see the README\'s "Against llama.cpp")'
 )
 
 
