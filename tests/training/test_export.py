@@ -156,6 +156,11 @@ def test_codehone_optimize_runs_each_step(
         f"wrote {out.resolve()} (fused-fp32, int8-block32, embedding-int8)"
         in capsys.readouterr().out
     )
+    argv = ["optimize", "quantize", str(fused_model("gpt2")), "--out", str(tmp_path / "int8c")]
+    assert main([*argv, "--bits", "8", "--scheme", "channel"]) == 0
+    assert "(fused-fp32, int8-channel, embedding-int8)" in capsys.readouterr().out
+    assert main([*argv, "--bits", "4", "--scheme", "channel"]) != 0
+    assert "int8 only" in capsys.readouterr().err
     out = tmp_path / "last"
     assert (
         main(["optimize", "last-logits", str(tiny_model("codegen")), "--out", str(out), "-v"]) == 0

@@ -122,6 +122,28 @@ def test_speculation_is_exact_greedy(family: str, fused_model: Callable[[str], P
     assert stats.drafted_tokens > 0 and 0 < stats.accepted_tokens <= stats.drafted_tokens
 
 
+def test_cpu_serving_speculates_and_keeps_the_greedy_tokens(fused_model: Callable[[str], Path]):
+    """`codehone serve` on the CPU drafts by prompt lookup (measured to win on real code):
+    its engine gives exactly the tokens of plain greedy decoding, in fewer model calls."""
+    from codehone.core.engine.speculation import SERVING_DRAFT_TOKENS, serving_draft_tokens
+    from codehone.core.providers import CUDA_PROVIDER, ProviderChoice
+    from codehone.lsp.models.service import ModelService
+
+    assert serving_draft_tokens(ProviderChoice(CUDA_PROVIDER, "test")) == 0  # not measured
+    service = ModelService.load(load_model_dir(fused_model("llama")), "cpu")
+    try:
+        served = service.engine
+        assert served.draft_tokens == SERVING_DRAFT_TOKENS > 0
+        plain = engine(fused_model("llama"), draft_tokens=0)
+        for prompt in (PROMPT, REPEATING, [*REPEATING, *PROMPT, *REPEATING]):
+            expected = plain.generate(prompt, StopConditions(max_new_tokens=32))
+            result = served.generate(prompt, StopConditions(max_new_tokens=32))
+            assert result.token_ids == expected.token_ids, prompt
+        assert served.speculation_stats.accepted_tokens > 0
+    finally:
+        service.close()
+
+
 def test_speculation_keeps_every_stop_condition(fused_model: Callable[[str], Path]):
     model = fused_model("gpt2")
     plain, spec = engine(model), engine(model, draft_tokens=4)
@@ -197,13 +219,37 @@ def test_last_logits_rewrite_of_exported_graphs(
     np.testing.assert_allclose(logits, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_weight_only_quantization(bits: int, fused_model: Callable[[str], Path], tmp_path: Path):
+@pytest.mark.parametrize(
+    ("family", "bits", "scheme", "step"),
+    [
+        ("gpt2", 8, "block", "int8-block32"),
+        ("gpt2", 4, "block", "int4-block32"),
+        ("gpt2", 8, "channel", "int8-channel"),
+        ("llama", 8, "channel", "int8-channel"),
+    ],
+)
+def test_weight_quantization(
+    family: str,
+    bits: int,
+    scheme: str,
+    step: str,
+    fused_model: Callable[[str], Path],
+    tmp_path: Path,
+):
+    import onnx
+
     from codehone_training.export.optimize import quantize
 
-    quantized_dir = quantize(fused_model("gpt2"), tmp_path / f"int{bits}", bits=bits)
-    assert f"int{bits}-block32" in quantized_dir.manifest.provenance.optimizations
-    quantized, original = engine(quantized_dir.root), engine(fused_model("gpt2"))
+    quantized_dir = quantize(fused_model(family), tmp_path / step, bits=bits, scheme=scheme)
+    assert quantized_dir.manifest.provenance.optimizations[-1] == step
+    ops = {
+        n.op_type
+        for n in onnx.load(str(quantized_dir.model_path), load_external_data=False).graph.node
+    }
+    assert "MatMul" not in ops
+    if scheme == "channel":  # int8 products after the norms and attention; block int8 elsewhere
+        assert {"DynamicQuantizeMatMul", "MatMulNBits"} <= ops
+    quantized, original = engine(quantized_dir.root), engine(fused_model(family))
     q_logits, _ = quantized.forward(PROMPT, quantized.empty_cache(), all_logits=True)
     o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
     # Close, not equal: the top-1 choice agrees on most positions.
@@ -238,6 +284,35 @@ def test_the_embedding_table_is_quantized_and_shared_when_tied(
     q_logits, _ = rows.forward(PROMPT, rows.empty_cache(), all_logits=True)
     o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
     assert float(np.mean(q_logits.argmax(-1) == o_logits.argmax(-1))) >= 0.7
+
+
+def test_per_channel_int8_keeps_each_column_within_half_a_step() -> None:
+    from codehone_training.export.quantize import per_channel_int8
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 16)).astype(np.float32) * np.geomspace(1e-3, 10, 16)
+    weight[:, 3] = 0.0  # an all-zero column gets a usable scale
+    q, scale = per_channel_int8(weight)
+    assert q.dtype == np.int8 and scale.shape == (16,) and np.all(scale > 0)
+    assert np.all(np.abs(q.astype(np.float32) * scale - weight) <= scale / 2 + 1e-7)
+    assert np.abs(q).max() == 127
+
+
+def test_the_channel_scheme_is_int8_only(fused_model: Callable[[str], Path], tmp_path: Path):
+    from codehone.core.errors import ExportError
+    from codehone_training.export.finish import FinishSteps
+    from codehone_training.export.optimize import OptimizeError, quantize
+
+    with pytest.raises(OptimizeError, match="int8 only"):
+        quantize(fused_model("gpt2"), tmp_path / "x", bits=4, scheme="channel")
+    with pytest.raises(OptimizeError, match="one of block, channel"):
+        quantize(fused_model("gpt2"), tmp_path / "x", bits=8, scheme="rows")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ExportError, match="int8 only"):
+        FinishSteps(quantize_bits=4, quantize_scheme="channel")
+    with pytest.raises(ExportError, match="quantize_scheme"):
+        FinishSteps(quantize_bits=8, quantize_scheme="rows")
+    assert FinishSteps(quantize_bits=8, quantize_scheme="channel").after_export
 
 
 def test_prompt_lookup_draft():

@@ -44,6 +44,12 @@ def quantized_bits(optimizations: list[str]) -> int:
     return 0
 
 
+def quantized_scheme(optimizations: list[str]) -> str:
+    """The quantization scheme of a model's steps: ``channel`` after "int8-channel", else
+    ``block`` (``export.optimize.quantize``'s names)."""
+    return "channel" if any(s.endswith("-channel") for s in optimizations) else "block"
+
+
 @dataclass
 class TuneConfig:
     project_dir: Path
@@ -253,12 +259,12 @@ def _tune(config: TuneConfig, project: Path, work: Path) -> dict[str, Any]:
         load_model_dir(base.model_dir, check_graph=False).manifest if base.model_dir else None
     )
     fused = base_manifest is not None and base_manifest.kv.shared_buffer
+    base_steps = base_manifest.provenance.optimizations if base_manifest else []
     steps = FinishSteps(
         fuse=fused,
         keep_unfused=True,
-        quantize_bits=quantized_bits(
-            base_manifest.provenance.optimizations if base_manifest else []
-        ),
+        quantize_bits=quantized_bits(base_steps),
+        quantize_scheme=quantized_scheme(base_steps),
         fim_in_prompts=not prefix_only,
     )
     model_dir = finish_model(

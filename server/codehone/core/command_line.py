@@ -129,10 +129,11 @@ def add_shared(
     choices: tuple[str, ...] | None = None,
     note: str | None = None,
     why: str | None = None,
+    repeatable: bool = False,
 ) -> None:
     """Add the shared option ``name``. A default (or a description of it, or choices) other
     than the shared one needs ``why``: the help then says it; ``note`` adds what the option
-    does in this subcommand."""
+    does in this subcommand; ``repeatable``: given several times, it collects a list."""
     spec = SHARED[name]
     value = spec.default if default is _SAME else default
     differs = value != spec.default or default_text is not None or choices is not None
@@ -146,4 +147,6 @@ def add_shared(
     kwargs = dict(spec.argparse)
     if choices is not None:
         kwargs["choices"] = choices
+    if repeatable:
+        kwargs["action"] = "append"
     parser.add_argument(name, default=value, help=text.replace("%", "%%"), **kwargs)

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from codehone.core.command_line import TORCH_DEVICES, Commands, add_shared
+from codehone.core.command_line import Commands, add_shared
 from codehone.core.errors import CodehoneError
 
 
@@ -35,9 +35,18 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     from codehone.tools.bench_engine import BenchConfig, run_bench
 
     _quiet_logging(args.verbose)  # -v: tracebacks of failed contenders
+    if args.repeats < 1 or args.new_tokens < 2 or min(args.prompt_lengths) < 1:
+        raise CodehoneError("--repeats and --prompt-lengths must be at least 1, --new-tokens 2")
+    if args.shapes and (args.model or args.llama_cpp):
+        raise CodehoneError("--shapes (random weights) and --model/--llama-cpp do not mix")
     config = BenchConfig(
         device=args.device,
         shapes=args.shapes or [],
+        models=[Path(m) for m in args.model or []],
+        llama_cpp=[Path(g) for g in args.llama_cpp or []],
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        prompt_file=Path(args.prompt_file) if args.prompt_file else None,
+        conditions=args.conditions or [],
         prompt_lengths=args.prompt_lengths,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
@@ -50,7 +59,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
         config.cache_dir = Path(args.cache_dir)
     try:
         run_bench(config)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise CodehoneError(str(exc)) from None
     return 0
 
@@ -92,6 +101,7 @@ def cmd_bench_documents(args: argparse.Namespace) -> int:
 def add_tool_commands(add: Commands) -> None:
     """Register demo and bench (engine, lsp)."""
     from codehone.tools.bench_engine import ALL_CONTENDERS, BENCH_DRAFT_TOKENS
+    from codehone.tools.bench_engine.config import CONDITIONS
 
     p = add("demo", "start the server, open a sample file and print completions")
     add_shared(p, "--model")
@@ -101,33 +111,74 @@ def add_tool_commands(add: Commands) -> None:
     bench = add.group("bench", "benchmarks", "BENCH")
     p = bench(
         "engine",
-        "codehone's engine vs transformers and optimum, side by side",
-        "codehone's decode engine vs Hugging Face transformers (PyTorch eager) and optimum "
-        "ORTModelForCausalLM on random-weight models: time to first token, per-token decode "
-        "time, tokens/s, and greedy tokens checked against PyTorch's",
+        "codehone's engine vs llama.cpp (real weights) or transformers and optimum, side by side",
+        "codehone's decode engine against the runtimes people would use instead, each contender "
+        "in its own process, interleaved run by run on the same token ids: with --model DIR "
+        "(real weights) against llama.cpp on GGUFs of the same weights (--llama-cpp); without, "
+        "against Hugging Face transformers (PyTorch eager) and optimum ORTModelForCausalLM on "
+        "random-weight shapes. Time to first token, decode time per token, typing latency on "
+        "a cached prompt, resident memory, greedy tokens checked against PyTorch's, and ratios",
     )
+    add_shared(p, "--device")
     add_shared(
         p,
-        "--device",
-        default="cuda",
-        choices=TORCH_DEVICES,
-        why="the engine's goals are stated for the H100",
+        "--model",
+        repeatable=True,
+        note="each one given is benchmarked on its real weights (repeat it: the fp32, int8 and "
+        "int4 directories of the same weights)",
+        default_text="none: random-weight shapes (--shapes)",
+        why="a benchmark of the default model alone compares nothing",
+    )
+    p.add_argument(
+        "--llama-cpp",
+        nargs="+",
+        metavar="GGUF",
+        help="GGUF files of the same weights for llama.cpp (needs the bench extra: "
+        "pip install -e '.[bench]')",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="Hugging Face checkpoint of PyTorch's reference tokens (default: the one the "
+        "first --model was exported from)",
+    )
+    p.add_argument(
+        "--prompt-file",
+        metavar="FILE",
+        help="code the prompts are cut from (default: pathspec's pathspec.py, installed with "
+        "codehone)",
+    )
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        choices=CONDITIONS,
+        help="how idle threads wait: spin (each library's default) and/or passive (ONNX "
+        "Runtime without spinning, OMP_WAIT_POLICY=PASSIVE) (default: both with --model on "
+        "the CPU, else spin)",
     )
     p.add_argument(
         "--shapes",
         nargs="+",
-        help="default: gpt2-124m qwen2.5-coder-0.5b (cuda), gpt2-small qwen2-small (cpu)",
+        help="random-weight shapes (default: gpt2-124m qwen2.5-coder-0.5b on cuda, gpt2-small "
+        "qwen2-small on the CPU)",
     )
     p.add_argument("--prompt-lengths", nargs="+", type=int, default=[512, 1500])
     p.add_argument("--new-tokens", type=int, default=48)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="runs per contender (medians)")
     p.add_argument(
         "--contenders",
         nargs="+",
-        help=f"{' '.join(ALL_CONTENDERS)} (default: all that apply to the device)",
+        help=f"random shapes only: {' '.join(ALL_CONTENDERS)} (default: all that apply)",
     )
-    p.add_argument("--draft-tokens", type=int, default=BENCH_DRAFT_TOKENS, help="for codehone+spec")
-    p.add_argument("--cache-dir", help="where models are built (default ~/.cache/codehone/bench)")
+    p.add_argument(
+        "--draft-tokens",
+        type=int,
+        help=f"prompt-lookup draft tokens of the +spec contenders (default: {BENCH_DRAFT_TOKENS} "
+        "for codehone+spec on random shapes; with --model, N > 0 adds a +spec row per model)",
+    )
+    p.add_argument(
+        "--cache-dir", help="where random shapes are built (default ~/.cache/codehone/bench)"
+    )
     add_shared(p, "--json")
     add_shared(p, "--threads", note="for every contender")
     p.set_defaults(func=cmd_bench_engine)

@@ -72,6 +72,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             bits=args.bits,
             block_size=args.block_size,
             accuracy_level=args.accuracy_level,
+            scheme=args.scheme,
         ),
     )
 
@@ -134,12 +135,25 @@ def add_optimize_commands(add: AddCommand) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_last_logits)
 
-    p = step("quantize", "weight-only int4/int8 MatMulNBits (CPU)")
+    p = step("quantize", "int4/int8 weights for the CPU (MatMulNBits blocks or int8 channels)")
     p.add_argument("model_dir")
     p.add_argument("--out", required=True)
     p.add_argument("--bits", type=int, choices=[4, 8], default=4)
-    p.add_argument("--block-size", type=int, default=32)
-    p.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], default=4)
+    p.add_argument(
+        "--scheme",
+        default="block",
+        help="block: MatMulNBits, a scale per block of input rows (int4 or int8); channel: "
+        "int8 only, a scale per output channel and int8 arithmetic for prompts "
+        "(DynamicQuantizeMatMul; block int8 where the input is not normalized) (default: block)",
+    )
+    p.add_argument("--block-size", type=int, default=32, help="the block scheme's (default 32)")
+    p.add_argument(
+        "--accuracy-level",
+        type=int,
+        choices=[0, 1, 2, 3, 4],
+        default=4,
+        help="the block scheme's: 4 = int8 activations (default), 1 = float32",
+    )
     p.set_defaults(func=cmd_quantize)
 
     p = step("measure", "CPU speed and quality of models; the first is the reference")

@@ -20,6 +20,7 @@ from pathlib import Path
 from codehone.core.errors import ExportError
 from codehone.core.model_dir import ModelDir, load_model_dir, with_fim_in_prompts, write_manifest
 from codehone.core.staging import new_staging_dir, publish
+from codehone_training.export.quantize import SCHEMES
 
 log = logging.getLogger("codehone.export")
 
@@ -36,7 +37,8 @@ class FinishSteps:
     # a model the fused graph cannot express (or that fails its verification) keeps its
     # exported graph, with a warning, instead of failing the run
     keep_unfused: bool = False
-    quantize_bits: int = 0  # 8 or 4: weight-only MatMulNBits (export.optimize.quantize); 0: none
+    quantize_bits: int = 0  # 8 or 4: quantized weights (export.optimize.quantize); 0: none
+    quantize_scheme: str = "block"  # block (MatMulNBits) or channel (int8 only)
     checkpoint_dtype: str | None = None  # copy the checkpoint into checkpoint/ in this dtype
     # False: the manifest says fim.in_prompts = false, so the server prompts with the text
     # before the cursor only (for a model whose FIM completions measured worse than plain)
@@ -46,6 +48,12 @@ class FinishSteps:
     def __post_init__(self) -> None:
         if self.quantize_bits not in (0, 4, 8):
             raise ExportError(f"quantize_bits must be 0, 4 or 8, not {self.quantize_bits}")
+        if self.quantize_scheme not in SCHEMES:
+            raise ExportError(
+                f"quantize_scheme must be one of {SCHEMES}, not {self.quantize_scheme!r}"
+            )
+        if self.quantize_scheme == "channel" and self.quantize_bits not in (0, 8):
+            raise ExportError("the channel quantization scheme is int8 only (quantize_bits 8)")
         if self.checkpoint_dtype is not None and self.checkpoint_dtype not in CHECKPOINT_DTYPES:
             raise ExportError(
                 f"checkpoint dtype must be one of {CHECKPOINT_DTYPES}, not {self.checkpoint_dtype!r}"
@@ -129,7 +137,12 @@ def finish_model(
                     raise
                 log.warning("the model keeps its exported graph: %s", exc)
         if steps.quantize_bits:
-            model_dir = quantize(model_dir.root, work / "quantized", bits=steps.quantize_bits)
+            model_dir = quantize(
+                model_dir.root,
+                work / "quantized",
+                bits=steps.quantize_bits,
+                scheme=steps.quantize_scheme,
+            )
         manifest = model_dir.manifest
         if steps.checkpoint_dtype is not None:
             embed_checkpoint(checkpoint, model_dir.root, steps.checkpoint_dtype)

@@ -5,8 +5,8 @@
   an export;
 - ``last_logits``: for the families the fused graph does not cover, the exported graph
   rewritten to compute the logits of the asked-for positions only, and their arg-max;
-- ``quantize``: weight-only int8/int4 ``MatMulNBits`` for CPU users (``export.quantize``);
-  not verified, since its logits are meant to differ: ``codehone optimize measure`` says by
+- ``quantize``: int8/int4 weights for CPU users (``export.quantize``: the ``block`` scheme's
+  ``MatMulNBits``, or int8 ``channel`` scales for int8 prompt arithmetic); not verified, since its logits are meant to differ: ``codehone optimize measure`` says by
   how much.
 
 Each writes beside its target and replaces it only when complete (``codehone.core.staging``).
@@ -32,7 +32,11 @@ from codehone_training.export.fused import (
     load_onnx_weights,
 )
 from codehone_training.export.fused_graph import build_fused_graph
-from codehone_training.export.quantize import quantize_matmuls
+from codehone_training.export.quantize import (
+    SCHEMES,
+    quantize_matmuls,
+    quantize_matmuls_per_channel,
+)
 from codehone_training.export.quantize_embedding import quantize_embeddings
 from codehone_training.export.verify import (
     TOLERANCE,
@@ -241,25 +245,39 @@ def quantize(
     bits: int = 4,
     block_size: int = 32,
     accuracy_level: int = 4,
+    scheme: str = "block",
 ) -> ModelDir:
-    """Write ``out_dir``: ``src_dir`` with its MatMul weights quantized to ``bits`` (4 or 8),
-    per block of ``block_size`` input rows, as ``MatMulNBits`` (CPU serving).
+    """Write ``out_dir``: ``src_dir`` with its MatMul weights quantized to ``bits`` (4 or 8)
+    for CPU serving, by ``scheme`` (``export.quantize``):
 
-    ``accuracy_level`` 4 lets the CPU kernel quantize activations to int8 on the fly (fastest);
-    1 keeps float32 activations."""
+    - ``block``: ``MatMulNBits`` per block of ``block_size`` input rows; ``accuracy_level`` 4
+      lets the CPU kernel quantize activations to int8 on the fly (fastest), 1 keeps float32
+      activations;
+    - ``channel`` (8 bits only): per-output-channel int8 weights multiplied in int8
+      (``DynamicQuantizeMatMul``), block int8 where the input is not normalized."""
     import onnx
 
+    if scheme not in SCHEMES:
+        raise OptimizeError(
+            f"the quantization scheme is one of {', '.join(SCHEMES)}, not {scheme!r}"
+        )
     if bits not in (4, 8):
         raise OptimizeError(f"bits must be 4 or 8, not {bits}")
+    if scheme == "channel" and bits != 8:
+        raise OptimizeError("the channel scheme is int8 only (--bits 8)")
     source = load_model_dir(src_dir)
     if source.manifest.kv.dtype != "float32":
-        raise OptimizeError("weight-only quantization is for float32 (CPU) models")
+        raise OptimizeError("weight quantization is for float32 (CPU) models")
+    step = f"int{bits}-channel" if scheme == "channel" else f"int{bits}-block{block_size}"
     with staged_model_dir(Path(out_dir), OptimizeError) as staging:
         quantized = onnx.load(str(source.model_path), load_external_data=True)
-        count = quantize_matmuls(quantized, bits, block_size, accuracy_level)
+        if scheme == "channel":
+            count = quantize_matmuls_per_channel(quantized, block_size)
+        else:
+            count = quantize_matmuls(quantized, bits, block_size, accuracy_level)
         if count == 0:
             raise OptimizeError("no MatMul weight could be quantized")
-        log.info("quantized %d MatMul weights to int%d (block %d)", count, bits, block_size)
+        log.info("quantized %d MatMul weights (%s)", count, step)
         tables = quantize_embeddings(quantized, bits, block_size)
         _save_onnx(quantized, staging)
         _copy_side_files(source.root, staging)
@@ -268,7 +286,7 @@ def quantize(
             manifest.provenance,
             optimizations=[
                 *manifest.provenance.optimizations,
-                f"int{bits}-block{block_size}",
+                step,
                 *([f"embedding-int{bits}"] if tables else []),
             ],
         )

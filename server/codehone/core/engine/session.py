@@ -53,6 +53,7 @@ class Engine:
     ``cuda_graph``: capture the decode step as a CUDA graph (fused graph on CUDA only).
     ``reuse_prefix``: keep the previous request's cache for the next one.
     ``threads``: CPU threads per operator (default: ONNX Runtime's, one per core).
+    ``spinning``: whether idle operator threads spin before sleeping (default: ONNX Runtime's).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class Engine:
         cuda_graph: bool = False,
         reuse_prefix: bool = True,
         threads: int | None = None,
+        spinning: bool | None = None,
     ) -> None:
         self.model = model
         self.manifest = model.manifest
@@ -77,6 +79,7 @@ class Engine:
             self.draft_tokens = 0
         self.reuse_prefix = reuse_prefix
         self.threads = threads
+        self.spinning = spinning
         self.session = self._load_session()
         active = self.session.get_providers()
         if provider.name not in active:
@@ -98,7 +101,7 @@ class Engine:
         try:
             return ort.InferenceSession(
                 str(self.model.model_path),
-                sess_options=session_options(self.threads),
+                sess_options=session_options(self.threads, self.spinning),
                 providers=execution_providers(self.provider, self.cuda_graph),
             )
         except Exception as exc:

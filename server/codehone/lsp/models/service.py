@@ -24,6 +24,7 @@ from codehone.core.completion.completer import Completer, CompletionOutcome
 from codehone.core.completion.cursor import CursorContext
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
 from codehone.core.engine.session import Engine
+from codehone.core.engine.speculation import serving_draft_tokens
 from codehone.core.errors import GenerationError
 from codehone.core.model_dir import ModelDir
 from codehone.core.providers import Device, ProviderChoice, choose_provider
@@ -36,7 +37,9 @@ class ModelService:
     def __init__(self, model_dir: ModelDir, provider: ProviderChoice) -> None:
         self.model_dir = model_dir
         self.provider = provider
-        self._engine: Engine | None = Engine(model_dir, provider)
+        self._engine: Engine | None = Engine(
+            model_dir, provider, draft_tokens=serving_draft_tokens(provider)
+        )
         self._completer: Completer | None = Completer(
             self._engine, TextTokenizer(model_dir.tokenizer_path)
         )
