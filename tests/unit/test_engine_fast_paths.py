@@ -241,7 +241,7 @@ def test_weight_quantization(
     from codehone_training.export.optimize import quantize
 
     quantized_dir = quantize(fused_model(family), tmp_path / step, bits=bits, scheme=scheme)
-    assert quantized_dir.manifest.provenance.optimizations[-1] == step
+    assert quantized_dir.manifest.provenance.optimizations[-2:] == [step, f"embedding-int{bits}"]
     ops = {
         n.op_type
         for n in onnx.load(str(quantized_dir.model_path), load_external_data=False).graph.node
