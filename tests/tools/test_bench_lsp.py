@@ -31,7 +31,7 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
             sys.executable, "-m", "codehone", "bench", "lsp", "--model", str(tiny_model_dir),
             "--file", str(source), "--keystrokes", "6", "--context-tokens", "64",
             "--device", "cpu", "--json", str(out), "--cold-repeats", "1",
-            "--reading-pause-ms", "300",
+            "--reading-pause-ms", "300", "--keystroke-ms", "20", "60",
         ],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
@@ -39,7 +39,7 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert "p50" in result.stdout and "p99" in result.stdout and "prefix cache" in result.stdout
     data = json.loads(out.read_text())
     summary = data["summary"]
-    assert summary["keystrokes"] == 6
+    assert summary["keystrokes"] == 6 and summary["keystroke_ms"] == [20, 60]
     assert summary["requests"] == 6
     assert summary["answered"] + summary["cancelled"] + summary["errors"] == 6
     assert summary["errors"] == 0

@@ -3,7 +3,7 @@
 Starts the real `codehone serve` over stdio (through the one LSP client,
 ``codehone.check.client``: every wait has a limit), opens a real source file cut at a point with
 about the context asked for before it, then types the file's next characters one keystroke at
-a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
+a time (``--keystroke-ms``: 50-150 ms apart by default, seeded), sending an inline-completion request (trigger Automatic)
 after each keystroke and cancelling the previous one if it is still running, as editors do.
 Prints latency percentiles of the answered requests, how many were cancelled and how fast the
 cancellations were answered, and the server's own counters (prefix-cache hit rate) from
@@ -45,6 +45,7 @@ CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens o
 @dataclass
 class BenchResult:
     keystrokes: int = 0
+    keystroke_ms: tuple[int, int] = (50, 150)  # the pause between keystrokes: from, to
     latencies_ms: list[float] = field(default_factory=list)
     cancel_answer_ms: list[float] = field(default_factory=list)
     cancelled: int = 0
@@ -63,6 +64,7 @@ class BenchResult:
         prefix = self.status.get("prefix_cache") or {}
         return {
             "keystrokes": self.keystrokes,
+            "keystroke_ms": list(self.keystroke_ms),
             "requests": self.answered + self.cancelled + self.errors,
             "answered": self.answered,
             "empty": self.empty,
@@ -146,6 +148,7 @@ async def run_bench(
     anchor_prompt: bool = True,
     cold_repeats: int = 0,
     reading_pause_s: float = 1.5,
+    keystroke_ms: tuple[int, int] = (50, 150),
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
     offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
@@ -161,7 +164,7 @@ async def run_bench(
     if max_new_tokens is not None:
         completion["maxNewTokens"] = max_new_tokens
     session = await EditorSession.start(command, name="codehone bench")
-    result = BenchResult(keystrokes=keystrokes)
+    result = BenchResult(keystrokes=keystrokes, keystroke_ms=keystroke_ms)
     try:
         await session.initialize(
             capabilities=types.ClientCapabilities(),
@@ -206,7 +209,7 @@ async def run_bench(
             request = session.send("inline", uri, session.position(uri, cursor + 1), True)
             pending[request.msg_id] = request
             finished.append(asyncio.ensure_future(track(request)))
-            await asyncio.sleep(rng.uniform(0.05, 0.15))
+            await asyncio.sleep(rng.uniform(*keystroke_ms) / 1000)
         await session.wait("the last answers", asyncio.gather(*finished), 120)
         result.status = await session.status() or {}
     finally:
@@ -227,7 +230,8 @@ def report(result: BenchResult, model: Path, source: Path) -> str:
     summary = result.summary()
     lat = summary["latency_ms"]
     lines = [
-        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source}",
+        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source} "
+        f"({result.keystroke_ms[0]}-{result.keystroke_ms[1]} ms apart)",
         f"provider: {summary['provider'] or '?'}",
         f"requests: {summary['requests']} = answered {summary['answered']} "
         f"({summary['empty']} empty) + cancelled {summary['cancelled']} "
@@ -272,6 +276,7 @@ def main(
     anchor_prompt: bool = True,
     cold_repeats: int = 0,
     reading_pause_s: float = 1.5,
+    keystroke_ms: tuple[int, int] = (50, 150),
 ) -> int:
     if model is None:
         from codehone_training.fallback_model import ensure_default_model
@@ -290,6 +295,7 @@ def main(
             anchor_prompt,
             cold_repeats,
             reading_pause_s,
+            keystroke_ms,
         )
     )
     print(report(result, model, source))
