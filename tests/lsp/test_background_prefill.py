@@ -114,6 +114,27 @@ async def test_a_jump_to_another_line_prefills_there(tiny_model_dir: Path):
         await session.close()
 
 
+async def test_a_request_on_another_line_prefills_while_it_waits_in_the_debounce(
+    tiny_model_dir: Path,
+):
+    session = await started(tiny_model_dir, {"debounceMs": 2000})
+    try:
+        session.open(URI, TEXT)
+        await prefill_done(session, 1)
+        top = TEXT.index("import sys")
+        session.change(URI, "#", (top, top))
+        await complete(session, URI, 1, 1)  # invoked: it does not wait, and prefills itself
+        assert (await status(session))["background_prefill"]["runs"] == 1
+        # the cursor moves to the last line and the editor asks there, as the user types
+        await complete(session, URI, LAST_LINE, END, automatic=True)
+        prefill = await prefill_done(session, 2)
+        assert prefill["runs"] == 2 and prefill["stopped"] == 0
+        prompt, reused = await last_request(session)
+        assert reused >= 0.9 * prompt
+    finally:
+        await session.close()
+
+
 async def test_a_request_during_a_prefill_stops_it_and_gets_the_same_answer(
     tiny_model_dir: Path, tmp_path: Path
 ):

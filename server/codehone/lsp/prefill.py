@@ -13,7 +13,7 @@ The guesses: on ``didOpen``, the document's last line (the prompt there holds th
 within the prompt budget, so a request anywhere in that part reuses the file's text up to its
 own line); on a ``didChange`` on another line than the last prompt's (a jump; the next line,
 which Enter leads to, is not one); on a completion request on another line, while it waits in
-the server's debounce. Typing on one line schedules nothing. Each prefill that fed tokens is
+the server's debounce (``debounceMs``). Typing on one line schedules nothing. Each prefill that fed tokens is
 logged in one line (tokens, reused, ms); the ``backgroundPrefill`` option turns it off.
 """
 
@@ -59,10 +59,11 @@ class BackgroundPrefill:
         if self._moved(uri, line):
             self._schedule(uri, types.Position(line, character))  # the cursor after the change
 
-    def requested(self, uri: str, position: types.Position) -> None:
-        """A completion request arrived at ``position``: on another line, prefill there while
-        it waits (a request that does not wait stops the prefill before it starts)."""
-        if self._moved(uri, position.line):
+    def requested(self, uri: str, position: types.Position, waits: bool) -> None:
+        """A completion request arrived at ``position``: on another line, and if it ``waits``
+        in the debounce first, prefill there meanwhile (a request that does not wait prefills
+        its prompt itself at once)."""
+        if waits and self._moved(uri, position.line):
             self._schedule(uri, position)
         self._lines[uri] = position.line
 

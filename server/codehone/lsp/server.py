@@ -255,9 +255,10 @@ class CodehoneServer(LanguageServer):
         if not options.enable:
             log.info("request=%s %s: completions are disabled (enable=false)", request_id, kind)
             return None
-        self.prefill.requested(uri, position)
         debounced_by_client = kind == "inlineCompletion" and self.client_debounces_inline
-        if automatic and options.debounce_ms and not debounced_by_client:
+        waits = bool(automatic and options.debounce_ms and not debounced_by_client)
+        self.prefill.requested(uri, position, waits)
+        if waits:
             if not await self.debouncer.settle(uri, kind, ticket, options.debounce_ms):
                 log.info("request=%s %s dropped: a newer one came in", request_id, kind)
                 return None
