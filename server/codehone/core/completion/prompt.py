@@ -182,7 +182,8 @@ def build_prompt(
     """The prompt for ``ctx``: fill-in-the-middle when the model has FIM tokens, the options
     want it and there is text after the cursor; else the text before it (and the other files).
     An empty document starts from the end-of-text token. ``cut_at``: the text before the
-    cursor ends there instead (see ``prefix_token_ids``), not healed."""
+    cursor ends there instead (see ``prefix_token_ids``; with other files, their share is
+    then sized for the shorter text, so it may differ from the request's)."""
     special = manifest.special_tokens
     use_bos = special.add_bos and special.bos_token_id is not None
     budget = prompt_budget(manifest, options) - (1 if use_bos else 0)

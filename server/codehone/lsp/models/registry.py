@@ -332,7 +332,7 @@ class ModelRegistry:
         hits = sum(s.prefix_hits for s in services)
         reused = sum(s.engine.prefix_stats.reused_tokens for s in services if not s.released)
         prefilled = sum(s.engine.prefix_stats.prefilled_tokens for s in services if not s.released)
-        last = max(services, key=lambda s: s.last_request, default=None)
+        last = max(services, key=lambda s: s.last_request_at, default=None)
         return {
             "latency_ms": latency_summary(latencies),
             "completions": len(latencies),

@@ -82,7 +82,7 @@ class ModelService:
         self.requests = 0  # requests that reached the engine
         self.prefix_hits = 0  # of which reused part of the previous request's KV cache
         self.cancelled = 0  # requests cancelled while waiting for or running on the worker
-        self.last_request = 0.0  # time.monotonic() of the last request that reached the engine
+        self.last_request_at = 0.0  # time.monotonic() of the last request that reached the engine
         self.last_prompt_tokens = 0  # its prompt
         self.last_reused_tokens = 0  # and how much of it came from the prefix cache
         self.prefill_stats = PrefillStats()
@@ -159,7 +159,7 @@ class ModelService:
         if outcome.prompt_tokens:
             self.requests += 1
             self.prefix_hits += outcome.reused_tokens > 0
-            self.last_request = time.monotonic()
+            self.last_request_at = time.monotonic()
             self.last_prompt_tokens = outcome.prompt_tokens
             self.last_reused_tokens = outcome.reused_tokens
         if "total" in outcome.timings_ms and outcome.text is not None:
