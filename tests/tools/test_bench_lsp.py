@@ -30,7 +30,8 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
         [
             sys.executable, "-m", "codehone", "bench", "lsp", "--model", str(tiny_model_dir),
             "--file", str(source), "--keystrokes", "6", "--context-tokens", "64",
-            "--device", "cpu", "--json", str(out),
+            "--device", "cpu", "--json", str(out), "--cold-repeats", "1",
+            "--reading-pause-ms", "300", "--keystroke-ms", "20", "60",
         ],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
@@ -38,7 +39,7 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert "p50" in result.stdout and "p99" in result.stdout and "prefix cache" in result.stdout
     data = json.loads(out.read_text())
     summary = data["summary"]
-    assert summary["keystrokes"] == 6
+    assert summary["keystrokes"] == 6 and summary["keystroke_ms"] == [20, 60]
     assert summary["requests"] == 6
     assert summary["answered"] + summary["cancelled"] + summary["errors"] == 6
     assert summary["errors"] == 0
@@ -49,6 +50,15 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
     prefix = data["status"]["prefix_cache"]
     assert 0 <= prefix["hits"] <= prefix["requests"] <= 6
     assert 0.0 <= summary["prefix_cache_hit_rate"] <= 1.0
+    costs = summary["request_costs"]
+    assert costs["answered"] <= costs["reached_model"] <= 6
+    # the cold first request, once with the background prefill and once without
+    assert "cold first request" in result.stdout
+    cold = summary["cold_first_request"]
+    with_prefill, without = cold["with_background_prefill"], cold["without_background_prefill"]
+    assert with_prefill["runs"] == without["runs"] == 1
+    assert without["reused_tokens"] == [0] and without["prefilled_in_background"] == [0]
+    assert with_prefill["prefilled_in_background"][0] > 0
 
 
 # 20 latencies: the percentiles each report used to compute its own way disagreed on them

@@ -46,6 +46,7 @@ _CAMEL = {
     "debounceMs": "debounce_ms",
     "otherDocuments": "other_documents",
     "anchorPrompt": "anchor_prompt",
+    "backgroundPrefill": "background_prefill",
     "tokenHealing": "token_healing",
 }
 
@@ -59,6 +60,8 @@ class ServerOptions:
     model: str | None = None
     debounce_ms: int = 0
     other_documents: bool = False
+    # prefill where the next request may come, while the user is not typing (codehone.lsp.prefill)
+    background_prefill: bool = True
     completion: CompletionOptions = field(default_factory=CompletionOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
 

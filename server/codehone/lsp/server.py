@@ -39,6 +39,7 @@ from codehone.lsp.models.registry import ModelRegistry
 from codehone.lsp.models.service import ModelService
 from codehone.lsp.models.workspace import WorkspaceModels, uri_path
 from codehone.lsp.neighbors import Recency, display_path, path_header, pick_neighbors
+from codehone.lsp.prefill import BackgroundPrefill
 from codehone.lsp.protocol import CodehoneProtocol
 from codehone.lsp.text_documents import TrackedDocument, install_workspace
 
@@ -95,6 +96,7 @@ class CodehoneServer(LanguageServer):
         self.menu_offers: dict[str, MenuOffer] = {}  # per document, the last menu answer
         self.recency = Recency()
         self.models = WorkspaceModels(self, ModelRegistry(model, device), model_path)
+        self.prefill = BackgroundPrefill(self)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls reports each error here. A request's error (an unknown method's included) was
@@ -180,6 +182,33 @@ class CodehoneServer(LanguageServer):
                 raise PositionError("selectedCompletionInfo.range ends before it starts")
             text = text[:start] + selected.text + text[end:]
             offset = start + len(selected.text)
+        return self._with_neighbors(uri, document, text, offset, options)
+
+    def guessed_context(
+        self, uri: str, position: types.Position | None, options: ServerOptions
+    ) -> tuple[int, CursorContext] | None:
+        """A cursor at ``position`` (clamped; None: the end of the document) and its line, or
+        None for an unknown document or a position inside a character."""
+        document = self.workspace.text_documents.get(uri)
+        if not isinstance(document, TrackedDocument):
+            return None
+        if position is None:
+            last = document.buffer.index.line_count - 1
+            offset = len(document.source)
+            line = last
+        else:
+            try:
+                offset = document.offset_at(position)
+            except PositionError:
+                return None
+            line = position.line
+        return line, self._with_neighbors(uri, document, document.source, offset, options)
+
+    def _with_neighbors(
+        self, uri: str, document: TrackedDocument, text: str, offset: int, options: ServerOptions
+    ) -> CursorContext:
+        """The cursor context at ``offset`` of ``text`` (``uri``'s, possibly with a menu item
+        accepted), with the other open files when ``otherDocuments`` is on."""
         if not options.other_documents:
             return CursorContext(text, offset)
         folders = self.models.folder_paths()
@@ -227,7 +256,9 @@ class CodehoneServer(LanguageServer):
             log.info("request=%s %s: completions are disabled (enable=false)", request_id, kind)
             return None
         debounced_by_client = kind == "inlineCompletion" and self.client_debounces_inline
-        if automatic and options.debounce_ms and not debounced_by_client:
+        waits = bool(automatic and options.debounce_ms and not debounced_by_client)
+        self.prefill.requested(uri, position, waits)
+        if waits:
             if not await self.debouncer.settle(uri, kind, ticket, options.debounce_ms):
                 log.info("request=%s %s dropped: a newer one came in", request_id, kind)
                 return None

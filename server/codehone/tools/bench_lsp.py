@@ -3,20 +3,29 @@
 Starts the real `codehone serve` over stdio (through the one LSP client,
 ``codehone.check.client``: every wait has a limit), opens a real source file cut at a point with
 about the context asked for before it, then types the file's next characters one keystroke at
-a time (50-150 ms apart, seeded), sending an inline-completion request (trigger Automatic)
+a time (``--keystroke-ms``: 50-150 ms apart by default, seeded), sending an inline-completion request (trigger Automatic)
 after each keystroke and cancelling the previous one if it is still running, as editors do.
 Prints latency percentiles of the answered requests, how many were cancelled and how fast the
 cancellations were answered, and the server's own counters (prefix-cache hit rate) from
-`codehone/status`. A benchmark, not a test: it prints figures and asserts nothing.
+`codehone/status`, and, from the server's log, where an answered request's time went (tokens
+prefilled and decoded, milliseconds in each).
+
+Then the cold first request: a fresh server, the same document freshly opened, a pause while
+the user reads it, one keystroke at its end and its request; with the background prefill
+(codehone.lsp.prefill) and without, alternately, a few times each (``--cold-repeats``).
+
+A benchmark, not a test: it prints figures and asserts nothing.
 
 Every request ends up in exactly one of: answered (with items, or empty), cancelled, errors.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -28,6 +37,7 @@ from lsprotocol import types
 
 from codehone.check.client import EditorSession, PendingRequest, serve_command
 from codehone.core.percentiles import percentile
+from codehone.tools.bench_cold import ColdResult, ColdSetup, cold_lines, run_cold
 
 CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens of text
 
@@ -35,12 +45,15 @@ CHARS_PER_TOKEN = 4  # to place the cursor after about --context-tokens tokens o
 @dataclass
 class BenchResult:
     keystrokes: int = 0
+    keystroke_ms: tuple[int, int] = (50, 150)  # the pause between keystrokes: from, to
     latencies_ms: list[float] = field(default_factory=list)
     cancel_answer_ms: list[float] = field(default_factory=list)
     cancelled: int = 0
     empty: int = 0
     errors: int = 0
     status: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)  # from the server's log: request_costs
+    cold: ColdResult | None = None
 
     @property
     def answered(self) -> int:
@@ -51,6 +64,7 @@ class BenchResult:
         prefix = self.status.get("prefix_cache") or {}
         return {
             "keystrokes": self.keystrokes,
+            "keystroke_ms": list(self.keystroke_ms),
             "requests": self.answered + self.cancelled + self.errors,
             "answered": self.answered,
             "empty": self.empty,
@@ -69,6 +83,8 @@ class BenchResult:
             "prefix_cache_hit_rate": prefix.get("hit_rate"),
             "prefix_token_reuse_rate": prefix.get("token_reuse_rate"),
             "provider": self.status.get("provider"),
+            "request_costs": self.costs,
+            "cold_first_request": self.cold.summary() if self.cold else None,
         }
 
 
@@ -86,6 +102,41 @@ def start_offset(text: str, context_chars: int) -> int:
     return newline if newline > 0 else offset
 
 
+# The server's line for each request that reached a model (codehone.lsp.server).
+_REQUEST_LINE = re.compile(
+    r"tokens=(\d+)\+(\d+) reused=(\d+) .*? reason=(.*?) timings_ms=(\{[^}]*\})"
+)
+
+
+def request_costs(log_text: str) -> dict[str, Any]:
+    """Where the answered requests' time went, from the server's log: the tokens each prefilled
+    (prompt less the cached part) and decoded, and the milliseconds of each step (means)."""
+    answered: list[tuple[int, int, dict[str, float]]] = []
+    reached = 0
+    for match in _REQUEST_LINE.finditer(log_text):
+        reached += 1
+        prompt, new, reused, reason, timings = match.groups()
+        if "cancelled" in reason:
+            continue
+        answered.append((int(prompt) - int(reused), int(new), ast.literal_eval(timings)))
+    if not answered:
+        return {"reached_model": reached, "answered": 0}
+
+    def mean(values: list[float]) -> float:
+        return round(statistics.fmean(values), 1)
+
+    return {
+        "reached_model": reached,
+        "answered": len(answered),
+        "prefilled_tokens_mean": mean([a[0] for a in answered]),
+        "decoded_tokens_mean": mean([a[1] for a in answered]),
+        "ms_mean": {
+            step: mean([a[2].get(step, 0.0) for a in answered])
+            for step in ("prompt", "prefill", "decode", "total")
+        },
+    }
+
+
 async def run_bench(
     model: Path,
     source: Path,
@@ -95,23 +146,26 @@ async def run_bench(
     seed: int,
     max_new_tokens: int | None,
     anchor_prompt: bool = True,
+    cold_repeats: int = 0,
+    reading_pause_s: float = 1.5,
+    keystroke_ms: tuple[int, int] = (50, 150),
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
     offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
     keystrokes = max(0, min(keystrokes, len(text) - offset))
     rng = random.Random(seed)
-    log_file = Path(tempfile.gettempdir()) / "codehone-bench-lsp-server.log"
+    log_file = Path(tempfile.mkdtemp(prefix="codehone-bench-lsp-")) / "server.log"
     command = serve_command(model, device, ["--log-file", str(log_file)])
+    completion: dict[str, Any] = {
+        "maxPromptTokens": max(16, min(32768, context_tokens)),
+        "multiline": "never",
+        "anchorPrompt": anchor_prompt,
+    }
+    if max_new_tokens is not None:
+        completion["maxNewTokens"] = max_new_tokens
     session = await EditorSession.start(command, name="codehone bench")
-    result = BenchResult(keystrokes=keystrokes)
+    result = BenchResult(keystrokes=keystrokes, keystroke_ms=keystroke_ms)
     try:
-        completion: dict[str, Any] = {
-            "maxPromptTokens": max(16, min(32768, context_tokens)),
-            "multiline": "never",
-            "anchorPrompt": anchor_prompt,
-        }
-        if max_new_tokens is not None:
-            completion["maxNewTokens"] = max_new_tokens
         await session.initialize(
             capabilities=types.ClientCapabilities(),
             initialization_options={"completion": completion},
@@ -155,11 +209,16 @@ async def run_bench(
             request = session.send("inline", uri, session.position(uri, cursor + 1), True)
             pending[request.msg_id] = request
             finished.append(asyncio.ensure_future(track(request)))
-            await asyncio.sleep(rng.uniform(0.05, 0.15))
+            await asyncio.sleep(rng.uniform(*keystroke_ms) / 1000)
         await session.wait("the last answers", asyncio.gather(*finished), 120)
         result.status = await session.status() or {}
     finally:
         await session.close()
+    if log_file.exists():
+        result.costs = request_costs(log_file.read_text(encoding="utf-8", errors="replace"))
+    if cold_repeats > 0 and len(text) > offset:
+        setup = ColdSetup(model, source.name, text[:offset], text[offset], device, completion)
+        result.cold = await run_cold(setup, cold_repeats, reading_pause_s)
     return result
 
 
@@ -171,7 +230,8 @@ def report(result: BenchResult, model: Path, source: Path) -> str:
     summary = result.summary()
     lat = summary["latency_ms"]
     lines = [
-        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source}",
+        f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source} "
+        f"({result.keystroke_ms[0]}-{result.keystroke_ms[1]} ms apart)",
         f"provider: {summary['provider'] or '?'}",
         f"requests: {summary['requests']} = answered {summary['answered']} "
         f"({summary['empty']} empty) + cancelled {summary['cancelled']} "
@@ -190,6 +250,17 @@ def report(result: BenchResult, model: Path, source: Path) -> str:
             f"the model), {100 * prefix.get('token_reuse_rate', 0.0):.1f}% of prompt tokens "
             "reused"
         )
+    costs = result.costs
+    if costs.get("answered"):
+        ms = costs["ms_mean"]
+        lines.append(
+            f"an answered request (means, from the server's log): prefilled "
+            f"{costs['prefilled_tokens_mean']:.1f} tokens in {ms['prefill']:.1f} ms, decoded "
+            f"{costs['decoded_tokens_mean']:.1f} tokens in {ms['decode']:.1f} ms, prompt "
+            f"{ms['prompt']:.1f} ms, total {ms['total']:.1f} ms"
+        )
+    if result.cold is not None:
+        lines += cold_lines(result.cold)
     return "\n".join(lines)
 
 
@@ -203,6 +274,9 @@ def main(
     max_new_tokens: int | None,
     json_path: Path | None = None,
     anchor_prompt: bool = True,
+    cold_repeats: int = 0,
+    reading_pause_s: float = 1.5,
+    keystroke_ms: tuple[int, int] = (50, 150),
 ) -> int:
     if model is None:
         from codehone_training.fallback_model import ensure_default_model
@@ -211,7 +285,17 @@ def main(
     source = source or default_file()
     result = asyncio.run(
         run_bench(
-            model, source, keystrokes, context_tokens, device, seed, max_new_tokens, anchor_prompt
+            model,
+            source,
+            keystrokes,
+            context_tokens,
+            device,
+            seed,
+            max_new_tokens,
+            anchor_prompt,
+            cold_repeats,
+            reading_pause_s,
+            keystroke_ms,
         )
     )
     print(report(result, model, source))
@@ -221,7 +305,9 @@ def main(
             "file": str(source),
             "anchor_prompt": anchor_prompt,
             "summary": result.summary(),
-            "raw": {k: v for k, v in asdict(result).items() if k != "status"},
+            "raw": {
+                k: v for k, v in asdict(result).items() if k not in ("status", "costs", "cold")
+            },
             "status": result.status,
         }
         json_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -70,6 +70,11 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
     _quiet_logging(args.verbose)
     if args.keystrokes < 1 or args.context_tokens < 1:
         raise CodehoneError("--keystrokes and --context-tokens must be at least 1")
+    low, high = args.keystroke_ms
+    if not 0 <= low <= high:
+        raise CodehoneError("--keystroke-ms needs 0 <= FROM <= TO")
+    if args.cold_repeats < 0 or args.reading_pause_ms < 0:
+        raise CodehoneError("--cold-repeats and --reading-pause-ms must not be negative")
     return bench_lsp_main(
         Path(args.model) if args.model else None,
         Path(args.file) if args.file else None,
@@ -80,6 +85,9 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
         args.max_new_tokens,
         Path(args.json) if args.json else None,
         anchor_prompt=not args.no_anchor,
+        cold_repeats=args.cold_repeats,
+        reading_pause_s=args.reading_pause_ms / 1000,
+        keystroke_ms=(args.keystroke_ms[0], args.keystroke_ms[1]),
     )
 
 
@@ -186,13 +194,23 @@ def add_tool_commands(add: Commands) -> None:
     p = bench(
         "lsp",
         "end-to-end latency of the real server while a user types",
-        "start `codehone serve` over stdio, type a real file a keystroke at a time (50-150 ms "
+        "start `codehone serve` over stdio, type a real file a keystroke at a time (by default 50-150 ms "
         "apart) with an inline-completion request after each, cancelling stale ones as editors "
-        "do; print p50/p95/p99 latency, cancellations and the prefix-cache hit rate",
+        "do; print p50/p95/p99 latency, cancellations, the prefix-cache hit rate and where a "
+        "request's time goes; then the cold first request in a freshly opened file, with and "
+        "without the background prefill",
     )
     add_shared(p, "--model")
     p.add_argument("--file", help="source file to type (default: the stdlib's json/decoder.py)")
     p.add_argument("--keystrokes", type=int, default=200)
+    p.add_argument(
+        "--keystroke-ms",
+        type=int,
+        nargs=2,
+        default=[50, 150],
+        metavar=("FROM", "TO"),
+        help="the pause between keystrokes, uniformly drawn between these (default 50 150)",
+    )
     p.add_argument("--context-tokens", type=int, default=1024, help="context before the cursor")
     add_shared(p, "--device")
     add_shared(p, "--seed", note="the typing rhythm")
@@ -201,6 +219,19 @@ def add_tool_commands(add: Commands) -> None:
         "--no-anchor",
         action="store_true",
         help="prompt = exactly the last tokens before the cursor (anchorPrompt false), to compare",
+    )
+    p.add_argument(
+        "--cold-repeats",
+        type=int,
+        default=3,
+        help="then the cold first request in a freshly opened file, this many times with the "
+        "background prefill and as many without, alternately (0: skip; default 3)",
+    )
+    p.add_argument(
+        "--reading-pause-ms",
+        type=int,
+        default=1500,
+        help="how long the user reads the freshly opened file before typing (default 1500)",
     )
     add_shared(p, "--json")
     p.set_defaults(func=cmd_bench_lsp)

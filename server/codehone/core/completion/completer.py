@@ -100,6 +100,14 @@ class Completer:
             )
         return limit
 
+    def line_stable_prompt_ids(self, ctx: CursorContext, options: CompletionOptions) -> list[int]:
+        """The start of the prompt at ``ctx`` that typing on the cursor's line leaves alone:
+        the prompt there, cut at the line's start, less its last token (the line break, which
+        the tokenizer may merge with the indentation typed after it). A background prefill
+        computes it ahead of the requests."""
+        prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, cut_at=ctx.line_start)
+        return prompt.before_cursor_ids[:-1]
+
     def complete(
         self,
         ctx: CursorContext,

@@ -36,6 +36,16 @@ class Prompt:
     base_indent: str
     fim: bool = False
     healing: Healing | None = None  # the text before the cursor that generation restores
+    # How many leading tokens hold the text before the cursor (with the BOS and the FIM
+    # marker before it): the part that does not depend on the text after the cursor. None:
+    # all of them.
+    prefix_end: int | None = None
+
+    @property
+    def before_cursor_ids(self) -> list[int]:
+        """The leading tokens that hold the text before the cursor (``prefix_end``)."""
+        end = len(self.token_ids) if self.prefix_end is None else self.prefix_end
+        return self.token_ids[:end]
 
 
 def new_token_limit(manifest: Manifest, options: CompletionOptions) -> int:
@@ -52,7 +62,12 @@ def prompt_budget(manifest: Manifest, options: CompletionOptions) -> int:
 
 
 def prefix_token_ids(
-    text: str, offset: int, tokenizer: TextTokenizer, budget: int, anchor: int = 0
+    text: str,
+    offset: int,
+    tokenizer: TextTokenizer,
+    budget: int,
+    anchor: int = 0,
+    cut_at: int | None = None,
 ) -> list[int]:
     """The last ``budget`` tokens before ``offset``, tokenizing only a window of the text.
 
@@ -63,6 +78,10 @@ def prefix_token_ids(
     prefix reuse keeps in its KV cache, instead of a window sliding by a token or so at every
     keystroke (which misses the cache entirely). The prompt then holds between
     ``budget - anchor`` and ``budget`` tokens.
+
+    ``cut_at`` (at most ``offset``): the same prompt's start (the window and the tokens
+    dropped as for ``offset``) but with the text ending at ``cut_at``: what the prompt at
+    ``offset`` begins with, up to about there (the last token may differ).
     """
     if budget <= 0:
         return []
@@ -78,10 +97,18 @@ def prefix_token_ids(
             drop = len(ids) - budget
             if quantum > 0:
                 drop = -(-drop // quantum) * quantum
-            return ids[drop:]
+            return _cut(ids, text, start, cut_at, tokenizer)[drop:]
         if start == 0:
-            return ids
+            return _cut(ids, text, start, cut_at, tokenizer)
         window *= 2
+
+
+def _cut(
+    ids: list[int], text: str, start: int, cut_at: int | None, tokenizer: TextTokenizer
+) -> list[int]:
+    """``ids`` (the window's tokens from ``start``), or with ``cut_at`` the window's text up to
+    there tokenized instead."""
+    return ids if cut_at is None else tokenizer.encode(text[start:cut_at])
 
 
 def suffix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: int) -> list[int]:
@@ -100,7 +127,11 @@ def suffix_token_ids(text: str, offset: int, tokenizer: TextTokenizer, budget: i
 
 
 def neighbor_token_ids(
-    ctx: CursorContext, tokenizer: TextTokenizer, budget: int, anchor: int = 0
+    ctx: CursorContext,
+    tokenizer: TextTokenizer,
+    budget: int,
+    anchor: int = 0,
+    cut_at: int | None = None,
 ) -> tuple[list[int], list[int]]:
     """The prefix within ``budget``: (other files' blocks + the current file's header, the
     current file's text before the cursor).
@@ -108,12 +139,13 @@ def neighbor_token_ids(
     Without neighbors it is just the text before the cursor. With them the current file keeps
     all it needs if that leaves a third of the budget, else it gives up its oldest tokens down
     to two thirds; the other files fill the rest, most relevant first, each as its header and
-    the beginning of its text, the most relevant placed nearest the cursor."""
+    the beginning of its text, the most relevant placed nearest the cursor. ``cut_at``: see
+    ``prefix_token_ids``."""
     if not ctx.neighbors or budget < 2 * _NEIGHBOR_MIN_TOKENS:
-        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor, cut_at)
     header = tokenizer.encode(ctx.header) if ctx.header else []
     own_budget = budget - len(header)
-    own = prefix_token_ids(ctx.text, ctx.offset, tokenizer, own_budget, anchor)
+    own = prefix_token_ids(ctx.text, ctx.offset, tokenizer, own_budget, anchor, cut_at)
     reserve = budget // _NEIGHBOR_SHARE
     if own_budget - len(own) < reserve:
         own = own[len(own) - max(0, own_budget - reserve) :]
@@ -134,7 +166,7 @@ def neighbor_token_ids(
         blocks.append(block)
         room -= len(block)
     if not blocks:
-        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor)
+        return [], prefix_token_ids(ctx.text, ctx.offset, tokenizer, budget, anchor, cut_at)
     context = [token for block in reversed(blocks) for token in block]
     return context + header, own
 
@@ -145,10 +177,13 @@ def build_prompt(
     manifest: Manifest,
     options: CompletionOptions,
     healer: TokenHealer | None = None,
+    cut_at: int | None = None,
 ) -> Prompt:
     """The prompt for ``ctx``: fill-in-the-middle when the model has FIM tokens, the options
     want it and there is text after the cursor; else the text before it (and the other files).
-    An empty document starts from the end-of-text token."""
+    An empty document starts from the end-of-text token. ``cut_at``: the text before the
+    cursor ends there instead (see ``prefix_token_ids``; with other files, their share is
+    then sized for the shorter text, so it may differ from the request's)."""
     special = manifest.special_tokens
     use_bos = special.add_bos and special.bos_token_id is not None
     budget = prompt_budget(manifest, options) - (1 if use_bos else 0)
@@ -159,14 +194,16 @@ def build_prompt(
     if fim is not None and budget > 8 and _NON_SPACE.search(ctx.text, ctx.offset):
         suffix_ids = suffix_token_ids(ctx.text, ctx.offset, tokenizer, budget // _SUFFIX_SHARE)
         context_ids, prefix_ids = neighbor_token_ids(
-            ctx, tokenizer, budget - len(suffix_ids) - 3, anchor
+            ctx, tokenizer, budget - len(suffix_ids) - 3, anchor, cut_at
         )
         prefix_ids, healing = _heal(prefix_ids, healer, options)
         ids = fim_prompt_ids(context_ids + prefix_ids, suffix_ids, fim)
         if use_bos:
             ids = [special.bos_token_id, *ids]  # type: ignore[list-item]
-        return Prompt(ids, mode, base_indent, fim=True, healing=healing)
-    context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget, anchor)
+        # PSM: [BOS] <prefix> context+prefix <suffix> ...
+        prefix_end = (1 if use_bos else 0) + 1 + len(context_ids) + len(prefix_ids)
+        return Prompt(ids, mode, base_indent, fim=True, healing=healing, prefix_end=prefix_end)
+    context_ids, prefix_ids = neighbor_token_ids(ctx, tokenizer, budget, anchor, cut_at)
     prefix_ids, healing = _heal(prefix_ids, healer, options)
     ids = context_ids + prefix_ids
     if use_bos:

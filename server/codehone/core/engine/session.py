@@ -14,14 +14,18 @@ graph are served (the manifest says which, ``kv.shared_buffer``):
 
 Consecutive requests mostly share their beginning (a user typing), so ``generate`` keeps the
 cache of the previous call and reuses it for the longest common prefix: only the new tokens
-are prefilled (codehone.core.engine.kv_cache).
+are prefilled (codehone.core.engine.kv_cache). ``prefill`` fills that cache ahead of a request
+(the server's background prefill), in chunks, between which it can be told to stop: what it
+fed until then stays cached.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,26 @@ from codehone.core.providers import ProviderChoice
 log = logging.getLogger("codehone.engine")
 
 _NUMPY_KV_DTYPE = {"float32": np.float32, "float16": np.float16}
+# Tokens per model call of a background prefill: a request that arrives meanwhile waits for
+# one chunk at most.
+PREFILL_CHUNK_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    """What one ``Engine.prefill`` did: of ``tokens`` wanted, ``reused`` were cached already
+    and ``fed`` were fed now (fewer than the rest when it was told to stop)."""
+
+    tokens: int
+    reused: int
+    fed: int
+    ms: float
+    stopped: bool
+
+    @property
+    def cached(self) -> int:
+        """How many of the tokens the cache holds now."""
+        return self.reused + self.fed
 
 
 class Engine:
@@ -139,9 +163,26 @@ class Engine:
             return KVCache(cache.values, length, cache.token_ids[:length])
         return KVCache(self._cropper.crop(cache.values, length), length, cache.token_ids[:length])
 
+    def cached_prefix(self, token_ids: Sequence[int]) -> int:
+        """How many leading tokens of ``token_ids`` the cache holds now."""
+        previous = self._previous
+        if previous is None or not self.reuse_prefix:
+            return 0
+        return common_prefix(previous.token_ids, token_ids)
+
     def _start_cache(self, prompt: list[int]) -> KVCache:
         """The cache to start from: the previous request's, cut to the common prefix (leaving
         at least one prompt token to feed), or an empty one."""
+        start = self._reusable_cache(prompt, len(prompt) - 1)
+        self.prefix_stats.requests += 1
+        self.prefix_stats.reused_tokens += start.length
+        self.prefix_stats.prefilled_tokens += len(prompt) - start.length
+        return start
+
+    def _reusable_cache(self, prompt: list[int], most: int) -> KVCache:
+        """The previous request's cache cut to the prefix it shares with ``prompt`` (``most``
+        tokens at most), or an empty one; the engine forgets the previous cache, as the caller
+        is about to write over it."""
         if self.shared_kv:
             if self._buffers is None:
                 self._buffers = self.empty_cache()
@@ -160,13 +201,41 @@ class Engine:
         previous = self._previous
         self._previous = None  # until this request ends well: its cache is being overwritten
         if previous is not None and self.reuse_prefix:
-            common = min(common_prefix(previous.token_ids, prompt), len(prompt) - 1)
+            common = min(common_prefix(previous.token_ids, prompt), most)
             if common > 0:
                 start = self._truncate(previous, common)
-        self.prefix_stats.requests += 1
-        self.prefix_stats.reused_tokens += start.length
-        self.prefix_stats.prefilled_tokens += len(prompt) - start.length
         return start
+
+    def prefill(
+        self,
+        token_ids: Sequence[int],
+        should_stop: Callable[[], bool],
+        chunk_tokens: int = PREFILL_CHUNK_TOKENS,
+    ) -> Prefilled:
+        """Put ``token_ids`` in the cache the next ``generate`` reuses, ``chunk_tokens`` per
+        model call, asking ``should_stop`` before each; what was fed stays cached."""
+        started = time.perf_counter()
+        wanted = list(token_ids)[: self.manifest.context_length - 1]
+        if not self.reuse_prefix or not wanted:
+            return Prefilled(len(wanted), 0, 0, 0.0, False)
+        with self._lock:
+            reused = self.cached_prefix(wanted)
+            if reused >= len(wanted) or should_stop():
+                stopped = reused < len(wanted)
+                return Prefilled(len(wanted), reused, 0, _ms_since(started), stopped)
+            cache = self._reusable_cache(wanted, len(wanted))
+            self._previous = cache
+            while cache.length < len(wanted) and not should_stop():
+                chunk = wanted[cache.length : cache.length + max(1, chunk_tokens)]
+                cache = self._prefill_chunk(chunk, cache)
+                self._previous = cache
+        fed = cache.length - reused
+        stopped = cache.length < len(wanted)
+        return Prefilled(len(wanted), reused, fed, _ms_since(started), stopped)
+
+    def _prefill_chunk(self, chunk: list[int], cache: KVCache) -> KVCache:
+        """One model call of ``prefill``: ``cache`` extended by ``chunk``."""
+        return self._next_tokens(chunk, cache, 1)[1]
 
     # -- model calls ------------------------------------------------------------------------
 
@@ -312,3 +381,7 @@ class Engine:
             "draft_tokens": self.draft_tokens,
             "optimizations": list(self.manifest.provenance.optimizations),
         }
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

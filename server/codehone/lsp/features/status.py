@@ -2,7 +2,8 @@
 
 Editors show it in a status bar; users and CI use it to see which model serves each workspace
 folder (and which failed to load, and why), whether it runs on CUDA or the CPU, the latency
-percentiles of recent completions, the prefix-cache hit rate and the options in effect.
+percentiles of recent completions, the prefix-cache hit rate (and the last request's prompt
+and cached tokens), the background prefills (codehone.lsp.prefill) and the options in effect.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ def status_report(ls: CodehoneServer) -> dict[str, Any]:
     registry = ls.models.registry
     services = registry.services()
     main = registry.global_slot.service or (services[0] if services else None)
+    totals = registry.totals()
+    totals["background_prefill"]["running"] = ls.prefill.running  # scheduled, not finished
     return {
         **registry.describe(),  # "models" (global and per folder) and "folders"
         "provider": main.provider.name if main else None,
         "provider_reason": main.provider.reason if main else None,
-        **registry.totals(),  # "latency_ms", "completions", "prefix_cache"
+        **totals,  # "latency_ms", "completions", "prefix_cache", "background_prefill"
         "options": ls.options.to_json(),
         "workspace_trust": ls.models.trust.to_json(),
         "pending": ls.models.pending,

@@ -28,7 +28,7 @@ from codehone.core.errors import CodehoneError
 from codehone.core.model_dir import MANIFEST_NAME, ModelDir
 from codehone.core.percentiles import latency_summary
 from codehone.core.providers import Device
-from codehone.lsp.models.service import ModelService
+from codehone.lsp.models.service import ModelService, prefill_totals
 
 log = logging.getLogger("codehone.models")
 
@@ -332,6 +332,7 @@ class ModelRegistry:
         hits = sum(s.prefix_hits for s in services)
         reused = sum(s.engine.prefix_stats.reused_tokens for s in services if not s.released)
         prefilled = sum(s.engine.prefix_stats.prefilled_tokens for s in services if not s.released)
+        last = max(services, key=lambda s: s.last_request_at, default=None)
         return {
             "latency_ms": latency_summary(latencies),
             "completions": len(latencies),
@@ -343,5 +344,9 @@ class ModelRegistry:
                 "reused_tokens": reused,
                 "prefilled_tokens": prefilled,
                 "token_reuse_rate": round(reused / max(1, reused + prefilled), 4),
+                # the last request that reached a model: its prompt, and how much was cached
+                "last_prompt_tokens": last.last_prompt_tokens if last else 0,
+                "last_reused_tokens": last.last_reused_tokens if last else 0,
             },
+            "background_prefill": prefill_totals(services),
         }

@@ -7,6 +7,11 @@ the one still running under it stop early: the newest keystroke wins (the server
 kind of request for one document, so a menu request and a ghost-text request never stop each
 other).
 
+A background prefill (``prefill``: the server's guess of where the next request will be, see
+codehone.lsp.prefill) runs on the same worker at the lowest priority: a newer one stops it, and
+so does any request, at the next chunk boundary (what it fed stays in the prefix cache, which
+the request then reuses), so a request waits for one chunk at most.
+
 When another model replaces this one (a project's configuration changed), ``retire`` stops it
 taking requests, lets the one in flight finish, then drops the engine, so the ONNX Runtime
 session and its KV buffers are freed.
@@ -15,15 +20,20 @@ session and its KV buffers are freed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from codehone.core.completion.completer import Completer, CompletionOutcome
 from codehone.core.completion.cursor import CursorContext
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
-from codehone.core.engine.session import Engine
+from codehone.core.engine.session import Engine, Prefilled
 from codehone.core.engine.speculation import serving_draft_tokens
 from codehone.core.errors import GenerationError
 from codehone.core.model_dir import ModelDir
@@ -31,6 +41,32 @@ from codehone.core.providers import Device, ProviderChoice, choose_provider
 from codehone.core.tokenizer import TextTokenizer
 
 log = logging.getLogger("codehone.model")
+
+# A background prefill that would feed fewer tokens than this is not worth a model call.
+MIN_PREFILL_TOKENS = 16
+
+
+@dataclass
+class PrefillStats:
+    """The background prefills of one model, over its lifetime."""
+
+    runs: int = 0  # that fed tokens
+    skipped: int = 0  # found (nearly) all of it cached, or stopped before a first chunk
+    stopped: int = 0  # of the runs, stopped by a request or a newer prefill
+    tokens: int = 0  # fed
+    ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ms": round(self.ms, 1)}
+
+
+def prefill_totals(services: Iterable[ModelService]) -> dict[str, Any]:
+    """The background prefills of several models, summed, for codehone/status."""
+    total = PrefillStats()
+    for service in services:
+        for name in (f.name for f in dataclasses.fields(PrefillStats)):
+            setattr(total, name, getattr(total, name) + getattr(service.prefill_stats, name))
+    return total.to_json()
 
 
 class ModelService:
@@ -49,6 +85,11 @@ class ModelService:
         self.requests = 0  # requests that reached the engine
         self.prefix_hits = 0  # of which reused part of the previous request's KV cache
         self.cancelled = 0  # requests cancelled while waiting for or running on the worker
+        self.last_request_at = 0.0  # time.monotonic() of the last request that reached the engine
+        self.last_prompt_tokens = 0  # its prompt
+        self.last_reused_tokens = 0  # and how much of it came from the prefix cache
+        self.prefill_stats = PrefillStats()
+        self._background: threading.Event | None = None  # the background prefill's stop
         self.closed = False
 
     @classmethod
@@ -98,6 +139,8 @@ class ModelService:
         """Complete off the event loop; a newer request with the same key stops this one."""
         if self.closed:  # replaced between choosing the model and getting here
             return CompletionOutcome([], "the model was replaced")
+        if self._background is not None:
+            self._background.set()  # a request goes first: the prefill stops at its next chunk
         cancel = threading.Event()
         previous = self._in_flight.get(key)
         if previous is not None:
@@ -119,15 +162,58 @@ class ModelService:
         if outcome.prompt_tokens:
             self.requests += 1
             self.prefix_hits += outcome.reused_tokens > 0
+            self.last_request_at = time.monotonic()
+            self.last_prompt_tokens = outcome.prompt_tokens
+            self.last_reused_tokens = outcome.reused_tokens
         if "total" in outcome.timings_ms and outcome.text is not None:
             self.latencies_ms.append(outcome.timings_ms["total"])
         return outcome
+
+    async def prefill(self, ctx: CursorContext, options: CompletionOptions) -> Prefilled | None:
+        """Prefill, off the event loop, the part of the prompt at ``ctx`` that typing on its
+        line leaves alone; None when it was not worth it or was stopped before it began."""
+        if self.closed:
+            return None
+        if self._background is not None:
+            self._background.set()  # the newest guess wins
+        stop = self._background = threading.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            done = await loop.run_in_executor(
+                self._executor, self._prefill_blocking, ctx, options, stop
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            if self._background is stop:
+                self._background = None
+        if done is None or done.fed == 0:
+            self.prefill_stats.skipped += 1
+            return None
+        self.prefill_stats.runs += 1
+        self.prefill_stats.stopped += done.stopped
+        self.prefill_stats.tokens += done.fed
+        self.prefill_stats.ms += done.ms
+        return done
+
+    def _prefill_blocking(
+        self, ctx: CursorContext, options: CompletionOptions, stop: threading.Event
+    ) -> Prefilled | None:
+        if stop.is_set() or self.closed:
+            return None
+        token_ids = self.completer.line_stable_prompt_ids(ctx, options)
+        if len(token_ids) - self.engine.cached_prefix(token_ids) < MIN_PREFILL_TOKENS:
+            return None
+        return self.engine.prefill(token_ids, stop.is_set)
 
     def retire(self) -> None:
         """Take no more requests; free the engine once the request in flight is done."""
         if self.closed:
             return
         self.closed = True
+        if self._background is not None:
+            self._background.set()
         self._executor.submit(self._release)
         self._executor.shutdown(wait=False)
         log.info("model %s unloaded", self.model_dir.root)
@@ -143,5 +229,7 @@ class ModelService:
     def close(self) -> None:
         for event in self._in_flight.values():
             event.set()
+        if self._background is not None:
+            self._background.set()
         self.closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
