@@ -91,13 +91,13 @@ def _replace(model: Any, quantize: Any) -> int:
     return count
 
 
-def _block_node(w: _Weight, graph: Any, bits: int, block_size: int, accuracy_level: int) -> Any:
-    """``w`` as a symmetric block-quantized ``MatMulNBits`` (ONNX Runtime's own packing)."""
-    from onnx import helper, numpy_helper
+def pack_blocks(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A [K, N] float32 weight in ``MatMulNBits``' layout (ONNX Runtime's own packing,
+    symmetric): the packed values [N, blocks, block_size * bits / 8] and the scales
+    [N, blocks]; K is padded to whole blocks. ``GatherBlockQuantized`` reads the same layout."""
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits, quantize_matmul_8bits
 
     pack = {4: quantize_matmul_4bits, 8: quantize_matmul_8bits}[bits]
-    weight = w.weight
     rows, cols = weight.shape  # K, N
     blocks = (rows + block_size - 1) // block_size
     if blocks * block_size != rows:
@@ -106,6 +106,15 @@ def _block_node(w: _Weight, graph: Any, bits: int, block_size: int, accuracy_lev
     scales = np.zeros((cols, blocks), dtype=np.float32)
     zero_points = np.zeros((cols, (blocks * bits + 7) // 8), dtype=np.uint8)
     pack(packed, np.ascontiguousarray(weight), scales, zero_points, block_size, cols, rows, True)
+    return packed, scales
+
+
+def _block_node(w: _Weight, graph: Any, bits: int, block_size: int, accuracy_level: int) -> Any:
+    """``w`` as a symmetric block-quantized ``MatMulNBits`` (ONNX Runtime's own packing)."""
+    from onnx import helper, numpy_helper
+
+    rows, cols = w.weight.shape  # K, N
+    packed, scales = pack_blocks(w.weight, bits, block_size)
     base = f"{w.name}/int{bits}"
     graph.initializer.extend(
         [numpy_helper.from_array(packed, base), numpy_helper.from_array(scales, base + "/scales")]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from codehone_training.export.fused import MS_DOMAIN
+from codehone_training.export.quantize import pack_blocks
 
 log = logging.getLogger("codehone.quantize")
 
@@ -35,7 +36,6 @@ def quantize_embeddings(
     read by position) with ``GatherBlockQuantized`` + ``Reshape``; reuse a packed
     ``MatMulNBits`` weight with the same bytes. Return how many tables were replaced."""
     from onnx import helper, numpy_helper
-    from onnxruntime.capi._pybind_state import quantize_matmul_4bits, quantize_matmul_8bits
 
     graph = model.graph
     weights = {t.name: t for t in graph.initializer}
@@ -48,15 +48,14 @@ def quantize_embeddings(
     for node in graph.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-    packed_weights = {  # MatMulNBits' packed weight -> its scales, for sharing
-        n.input[1]: n.input[2]
-        for n in graph.node
-        if n.op_type == "MatMulNBits"
-        and {a.name: helper.get_attribute_value(a) for a in n.attribute}.get("bits") == bits
-        and {a.name: helper.get_attribute_value(a) for a in n.attribute}.get("block_size")
-        == block_size
-    }
-    pack = {4: quantize_matmul_4bits, 8: quantize_matmul_8bits}[bits]
+    packed_weights = {}  # MatMulNBits' packed weight -> its scales, for sharing
+    for n in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "MatMulNBits" and (attrs.get("bits"), attrs.get("block_size")) == (
+            bits,
+            block_size,
+        ):
+            packed_weights[n.input[1]] = n.input[2]
     nodes, replaced, count = [], set(), 0
     for node in graph.node:
         table = weights.get(node.input[0]) if node.op_type == "Gather" else None
@@ -74,19 +73,7 @@ def quantize_embeddings(
         rows, width = table.dims  # vocabulary, hidden
         blocks = width // block_size
         values = numpy_helper.to_array(table).astype(np.float32)
-        packed = np.zeros((rows, blocks, block_size * bits // 8), dtype=np.uint8)
-        scales = np.zeros((rows, blocks), dtype=np.float32)
-        zero_points = np.zeros((rows, (blocks * bits + 7) // 8), dtype=np.uint8)
-        pack(
-            packed,
-            np.ascontiguousarray(values.T),
-            scales,
-            zero_points,
-            block_size,
-            rows,
-            width,
-            True,
-        )
+        packed, scales = pack_blocks(np.ascontiguousarray(values.T), bits, block_size)
         data = _same_packed(weights, packed_weights, packed, scales)
         base = f"{table.name}/int{bits}"
         if data is None:
