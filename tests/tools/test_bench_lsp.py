@@ -15,7 +15,7 @@ from codehone.check.run import evaluate_thresholds
 from codehone.core.model_dir import ModelDir
 from codehone.lsp.models.registry import ModelRegistry
 from codehone.lsp.models.service import ModelService
-from codehone.tools.bench_lsp import BenchResult
+from codehone.tools.bench_lsp import BenchResult, request_costs, typed_ahead_ids
 
 SOURCE = "import os\n\n\ndef main():\n" + "".join(
     f"    value_{i} = os.path.join('a', 'b{i}')\n" for i in range(40)
@@ -52,6 +52,9 @@ def test_bench_lsp_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert 0.0 <= summary["prefix_cache_hit_rate"] <= 1.0
     costs = summary["request_costs"]
     assert costs["answered"] <= costs["reached_model"] <= 6
+    # answers from the typed-ahead offer are answered requests that never reached the model
+    assert summary["typed_ahead"] == data["status"]["typed_ahead"] <= summary["answered"]
+    assert costs["reached_model"] + summary["typed_ahead"] <= 6
     # the cold first request, once with the background prefill and once without
     assert "cold first request" in result.stdout
     cold = summary["cold_first_request"]
@@ -91,3 +94,24 @@ def test_status_bench_and_check_report_the_same_percentiles(model: ModelDir) -> 
     thresholds = Thresholds(0.0, max_p95_latency_ms=want["p95"], max_load_seconds=None)
     (_, p95) = evaluate_thresholds(report, thresholds)
     assert p95.ok and p95.actual == f"{want['p95']:.0f} ms"
+
+
+def test_the_log_tells_typed_ahead_answers_from_model_calls() -> None:
+    log = "\n".join(
+        f"2026-12-02 05:25:22,234 INFO codehone.server: request={msg_id} inlineCompletion "
+        f"model=m tokens={tokens} replaced=[0] reason={reason} timings_ms={{'total': 5.0}} "
+        "handler_ms=5.2"
+        for msg_id, tokens, reason in (
+            ("a", "904+2 reused=903 candidates=1", "stop_rule"),
+            ("b", "0+0 reused=0 candidates=1", "typed ahead"),
+            ("c", "905+1 reused=904 candidates=0", "empty (cancelled)"),
+        )
+    )
+    assert typed_ahead_ids(log) == {"b"}
+    costs = request_costs(log)
+    assert costs["reached_model"] == 2 and costs["answered"] == 1
+    assert costs["prefilled_tokens_mean"] == 1.0 and costs["decoded_tokens_mean"] == 2.0
+    result = BenchResult(keystrokes=3, latencies_ms=[50.0, 1.0], answered_ids=["a", "b"])
+    result.typed_ahead_ids = {"b"}
+    summary = result.summary()
+    assert summary["typed_ahead"] == 1 and summary["model_latency_ms"]["p50"] == 50.0

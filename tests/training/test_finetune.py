@@ -359,3 +359,32 @@ def test_a_run_in_micro_batches_trains_the_same_rows_per_step(
     assert result.metrics["val_loss"] < result.metrics["base_val_loss"]
     carried = json.loads((result.checkpoint / "codehone_finetune.json").read_text())
     assert carried["config"]["batch_size"] == 4  # what the user asked for, as run
+
+
+def test_auto_precision_on_the_cpu_is_bf16_where_the_cpu_multiplies_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from codehone_training.finetune import plan
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(plan, "cpu_has_bf16", lambda: True)
+    assert plan.precision_flags("auto") == {"bf16": True, "fp16": False}
+    assert plan.precision_flags("fp32") == {"bf16": False, "fp16": False}
+    monkeypatch.setattr(plan, "cpu_has_bf16", lambda: False)
+    assert plan.precision_flags("auto") == {"bf16": False, "fp16": False}
+    assert plan.precision_flags("bf16") == {"bf16": True, "fp16": False}  # asked for: slow, works
+    with pytest.raises(TrainingError, match="fp16 needs a CUDA GPU"):
+        plan.precision_flags("fp16")
+
+
+def test_a_bf16_run_on_the_cpu_lowers_the_loss_and_says_so(
+    tmp_path: Path, data_dir: Path, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    config = _config(tiny_checkpoint("gpt2"), data_dir, tmp_path / "run", precision="bf16")
+    result = finetune(config)
+    assert result.metrics["val_loss"] < result.metrics["base_val_loss"] - 0.05
+    assert "| precision | bf16 |" in (result.checkpoint / "README.md").read_text()
+    weights = _weights(result.checkpoint)  # the master weights stay float32
+    assert {str(w.dtype) for w in weights.values()} == {"float32"}

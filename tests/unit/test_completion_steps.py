@@ -16,6 +16,7 @@ from codehone.core.completion.cursor import CursorContext, choose_mode, skip_rea
 from codehone.core.completion.options import CompletionOptions
 from codehone.core.completion.postprocess import Completion, cut_completion, postprocess
 from codehone.core.completion.prompt import Prompt, build_prompt, prefix_token_ids, prompt_budget
+from codehone.core.engine.kv_cache import common_prefix
 from codehone.core.engine.session import Engine
 from codehone.core.healing import MAX_HEALED_TOKENS
 from codehone.core.model_dir import Manifest, ModelDir
@@ -365,7 +366,7 @@ def test_an_anchored_prompt_keeps_its_start_while_the_user_types(
     offsets = range(len(text) // 2, len(text) + 1)
     for offset in offsets:
         ids = prefix_token_ids(text, offset, tokenizer, budget, anchor)
-        assert budget - anchor <= len(ids) <= budget
+        assert budget - 2 * anchor <= len(ids) <= budget
         assert text[:offset].endswith(tokenizer.decode(ids))
         if previous and ids[:1] != previous[:1]:
             starts_changed += 1
@@ -383,6 +384,32 @@ def test_an_anchored_prompt_keeps_its_start_while_the_user_types(
     # `anchor` tokens' worth (or when the character block moves)
     assert starts_changed * anchor < moved * 2
     assert reused / total > 0.8
+
+
+@pytest.mark.parametrize("budget", [50, 200])
+def test_typing_on_a_line_never_moves_the_anchored_start(
+    tokenizer: TextTokenizer, budget: int
+) -> None:
+    """On every line of SAMPLE * 4 past the budget, each cursor position's prompt begins with
+    what the background prefill computes at the line's start (``cut_at``, less its last
+    token): the requests typed on a line reuse the whole cache up to the line."""
+    text = SAMPLE * 4
+    anchor = budget // 8
+    starts = [i + 1 for i, char in enumerate(text) if char == "\n"][len(SAMPLE.splitlines()) :]
+    checked = 0
+    for line_start in starts:
+        line_end = text.find("\n", line_start)
+        if line_end < 0 or line_end - line_start < 3:
+            continue
+        stable = prefix_token_ids(text, line_start, tokenizer, budget, anchor, cut_at=line_start)
+        for offset in range(line_start, line_end + 1):
+            if len(tokenizer.encode(text[line_start:offset])) > anchor:
+                break  # a line longer than the room left for it may move the start
+            ids = prefix_token_ids(text, offset, tokenizer, budget, anchor)
+            # the tokens at the line break may merge with what is typed after it
+            assert common_prefix(ids, stable) >= len(stable) - 3, (line_start, offset)
+            checked += 1
+    assert checked > 100
 
 
 def test_build_prompt_with_little_text_takes_all_of_it(
@@ -404,7 +431,8 @@ def test_prompt_never_tokenizes_a_huge_document_whole(model: ModelDir, manifest:
         assert spy.encoded_lengths, "the spy must see the encoding"
         assert max(spy.encoded_lengths) < 100_000  # a window, far below 20 MB
         budget = prompt_budget(manifest, options)
-        assert budget - budget // 8 <= len(prompt.token_ids) <= budget  # anchored
+        anchor = budget // 8
+        assert budget - 2 * anchor <= len(prompt.token_ids) <= budget  # anchored
         assert document[:offset].endswith(spy.decode(prompt.token_ids))
 
 
@@ -592,8 +620,9 @@ def test_completer_on_a_huge_document_tokenizes_a_window(engine: Engine, model: 
     outcome = Completer(engine, spy).complete(CursorContext(document, len(document) // 2), options)
     assert max(spy.encoded_lengths) < 100_000
     budget = prompt_budget(engine.manifest, options)
-    # an anchored window holds at least budget - budget // 8 tokens; healing takes back a few
-    assert budget - budget // 8 - MAX_HEALED_TOKENS <= outcome.prompt_tokens <= budget
+    # an anchored window holds at least budget - 2 anchors of tokens; healing takes a few
+    anchor = budget // 8
+    assert budget - 2 * anchor - MAX_HEALED_TOKENS <= outcome.prompt_tokens <= budget
 
 
 # -- the Completer with a scripted engine (the real decode loop, known tokens) ---------------

@@ -133,3 +133,54 @@ def test_the_option_and_its_default(caplog: pytest.LogCaptureFixture):
     assert server_options_from({"backgroundPrefill": False})[0].background_prefill is False
     options, warnings = server_options_from({"codehone": {"backgroundPrefill": "off"}})
     assert options.background_prefill is True and len(warnings) == 1
+
+
+@pytest.mark.parametrize("graph", ["exported", "fused"])
+def test_a_long_prompt_is_fed_in_chunks_with_the_same_greedy_tokens(
+    graph: str, tiny_model: Callable[[str], Path], fused_model: Callable[[str], Path]
+):
+    model = tiny_model("llama") if graph == "exported" else fused_model("llama")
+    whole = engine(model)
+    whole.prompt_chunk = None
+    expected = whole.generate(REQUEST, StopConditions(max_new_tokens=12))
+    chunked = engine(model)
+    chunked.prompt_chunk = 16
+    fed: list[int] = []
+    feed = chunked._prefill_chunk
+    chunked._prefill_chunk = lambda chunk, cache: (fed.append(len(chunk)), feed(chunk, cache))[1]
+    generation = chunked.generate(REQUEST, StopConditions(max_new_tokens=12))
+    assert generation.token_ids == expected.token_ids
+    assert fed == [16] * 7  # 112 of the 123 tokens; the loop's first step feeds the last 11
+    # the chunks are this request's prefill, not a reuse of the cache
+    assert generation.reused_tokens == 0
+    assert chunked.prefix_stats.prefilled_tokens == len(REQUEST)
+    assert chunked.prefix_stats.reused_tokens == 0
+
+
+def test_a_request_cancelled_during_its_chunks_keeps_what_it_fed(
+    fused_model: Callable[[str], Path],
+):
+    import threading
+
+    e = engine(fused_model("llama"))
+    e.prompt_chunk = 16
+    cancel = threading.Event()
+    feed = e._prefill_chunk
+    calls: list[int] = []
+
+    def feed_then_cancel(chunk: list[int], cache):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            cancel.set()  # the next keystroke's request came in
+        return feed(chunk, cache)
+
+    e._prefill_chunk = feed_then_cancel  # type: ignore[method-assign]
+    stopped = e.generate(REQUEST, StopConditions(max_new_tokens=12, cancel=cancel))
+    assert stopped.stop_reason == "cancelled" and stopped.token_ids == []
+    assert len(calls) == 3 and e.cached_prefix(REQUEST) == 48
+    e._prefill_chunk = feed  # type: ignore[method-assign]
+    cold = engine(fused_model("llama"))
+    cold.prompt_chunk = None
+    again = e.generate(REQUEST, StopConditions(max_new_tokens=12))
+    assert again.reused_tokens == 48
+    assert again.token_ids == cold.generate(REQUEST, StopConditions(max_new_tokens=12)).token_ids

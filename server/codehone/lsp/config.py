@@ -47,6 +47,7 @@ _CAMEL = {
     "otherDocuments": "other_documents",
     "anchorPrompt": "anchor_prompt",
     "backgroundPrefill": "background_prefill",
+    "typedAhead": "typed_ahead",
     "tokenHealing": "token_healing",
 }
 
@@ -62,6 +63,9 @@ class ServerOptions:
     other_documents: bool = False
     # prefill where the next request may come, while the user is not typing (codehone.lsp.prefill)
     background_prefill: bool = True
+    # answer at once with the rest of the completion just offered when the user types its
+    # start (codehone.core.completion.typed_ahead)
+    typed_ahead: bool = True
     completion: CompletionOptions = field(default_factory=CompletionOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
 

@@ -274,7 +274,9 @@ class CodehoneServer(LanguageServer):
             return None
         outcome = await guarded(
             request_id,
-            lambda: service.complete(f"{kind} {uri}", ctx, options.completion, options.sampling),
+            lambda: service.complete(
+                f"{kind} {uri}", ctx, options.completion, options.sampling, options.typed_ahead
+            ),
         )
         log.info(
             "request=%s %s%s model=%s tokens=%d+%d reused=%d candidates=%d replaced=%s "

@@ -36,6 +36,7 @@ from typing import Any
 from lsprotocol import types
 
 from codehone.check.client import EditorSession, PendingRequest, serve_command
+from codehone.core.completion.typed_ahead import REASON as TYPED_AHEAD
 from codehone.core.percentiles import percentile
 from codehone.tools.bench_cold import ColdResult, ColdSetup, cold_lines, run_cold
 
@@ -47,6 +48,8 @@ class BenchResult:
     keystrokes: int = 0
     keystroke_ms: tuple[int, int] = (50, 150)  # the pause between keystrokes: from, to
     latencies_ms: list[float] = field(default_factory=list)
+    answered_ids: list[str] = field(default_factory=list)  # in the order of latencies_ms
+    typed_ahead_ids: set[str] = field(default_factory=set)  # answered without a model call
     cancel_answer_ms: list[float] = field(default_factory=list)
     cancelled: int = 0
     empty: int = 0
@@ -59,8 +62,21 @@ class BenchResult:
     def answered(self) -> int:
         return len(self.latencies_ms)
 
+    @property
+    def model_latencies_ms(self) -> list[float]:
+        """The answered requests' latencies less those answered from the typed-ahead offer
+        (all of them when the requests' ids were not kept)."""
+        if not self.answered_ids:
+            return list(self.latencies_ms)
+        return [
+            ms
+            for ms, msg_id in zip(self.latencies_ms, self.answered_ids, strict=True)
+            if msg_id not in self.typed_ahead_ids
+        ]
+
     def summary(self) -> dict[str, Any]:
         lat = self.latencies_ms
+        model_lat = self.model_latencies_ms
         prefix = self.status.get("prefix_cache") or {}
         return {
             "keystrokes": self.keystrokes,
@@ -69,13 +85,11 @@ class BenchResult:
             "answered": self.answered,
             "empty": self.empty,
             "cancelled": self.cancelled,
+            "cancelled_share": round(self.cancelled / max(1, self.keystrokes), 4),
             "errors": self.errors,
-            "latency_ms": {
-                "p50": percentile(lat, 50),
-                "p95": percentile(lat, 95),
-                "p99": percentile(lat, 99),
-                "mean": statistics.fmean(lat) if lat else None,
-            },
+            "typed_ahead": len(self.typed_ahead_ids),
+            "latency_ms": _latency(lat),
+            "model_latency_ms": _latency(model_lat),
             "cancel_answer_ms": {
                 "p50": percentile(self.cancel_answer_ms, 50),
                 "p95": percentile(self.cancel_answer_ms, 95),
@@ -86,6 +100,15 @@ class BenchResult:
             "request_costs": self.costs,
             "cold_first_request": self.cold.summary() if self.cold else None,
         }
+
+
+def _latency(values: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values) if values else None,
+    }
 
 
 def default_file() -> Path:
@@ -104,8 +127,17 @@ def start_offset(text: str, context_chars: int) -> int:
 
 # The server's line for each request that reached a model (codehone.lsp.server).
 _REQUEST_LINE = re.compile(
-    r"tokens=(\d+)\+(\d+) reused=(\d+) .*? reason=(.*?) timings_ms=(\{[^}]*\})"
+    r"request=(\S+) .*?tokens=(\d+)\+(\d+) reused=(\d+) .*? reason=(.*?) timings_ms=(\{[^}]*\})"
 )
+
+
+def typed_ahead_ids(log_text: str) -> set[str]:
+    """The requests the server answered from the completion it offered before (no model)."""
+    return {
+        match.group(1)
+        for match in _REQUEST_LINE.finditer(log_text)
+        if match.group(5) == TYPED_AHEAD
+    }
 
 
 def request_costs(log_text: str) -> dict[str, Any]:
@@ -114,8 +146,10 @@ def request_costs(log_text: str) -> dict[str, Any]:
     answered: list[tuple[int, int, dict[str, float]]] = []
     reached = 0
     for match in _REQUEST_LINE.finditer(log_text):
+        _, prompt, new, reused, reason, timings = match.groups()
+        if reason == TYPED_AHEAD:
+            continue  # never reached the model
         reached += 1
-        prompt, new, reused, reason, timings = match.groups()
         if "cancelled" in reason:
             continue
         answered.append((int(prompt) - int(reused), int(new), ast.literal_eval(timings)))
@@ -149,6 +183,7 @@ async def run_bench(
     cold_repeats: int = 0,
     reading_pause_s: float = 1.5,
     keystroke_ms: tuple[int, int] = (50, 150),
+    typed_ahead: bool = True,
 ) -> BenchResult:
     text = source.read_text(encoding="utf-8")
     offset = start_offset(text, context_tokens * CHARS_PER_TOKEN)
@@ -168,7 +203,7 @@ async def run_bench(
     try:
         await session.initialize(
             capabilities=types.ClientCapabilities(),
-            initialization_options={"completion": completion},
+            initialization_options={"completion": completion, "typedAhead": typed_ahead},
         )
         uri = session.open("file:///bench/" + source.name, text[:offset])
         pending: dict[str, PendingRequest] = {}
@@ -187,6 +222,7 @@ async def run_bench(
                     result.cancelled += 1
                     return
                 result.latencies_ms.append((time.perf_counter() - request.sent) * 1000)
+                result.answered_ids.append(msg_id)
                 if not items:
                     result.empty += 1
             except Exception as exc:  # RequestCancelled arrives as an error response
@@ -215,7 +251,9 @@ async def run_bench(
     finally:
         await session.close()
     if log_file.exists():
-        result.costs = request_costs(log_file.read_text(encoding="utf-8", errors="replace"))
+        log_text = log_file.read_text(encoding="utf-8", errors="replace")
+        result.costs = request_costs(log_text)
+        result.typed_ahead_ids = typed_ahead_ids(log_text) & set(result.answered_ids)
     if cold_repeats > 0 and len(text) > offset:
         setup = ColdSetup(model, source.name, text[:offset], text[offset], device, completion)
         result.cold = await run_cold(setup, cold_repeats, reading_pause_s)
@@ -228,16 +266,21 @@ def _ms(value: float | None) -> str:
 
 def report(result: BenchResult, model: Path, source: Path) -> str:
     summary = result.summary()
-    lat = summary["latency_ms"]
+    lat, model_lat = summary["latency_ms"], summary["model_latency_ms"]
     lines = [
         f"codehone bench lsp: model {model}, typing {result.keystrokes} keystrokes of {source} "
         f"({result.keystroke_ms[0]}-{result.keystroke_ms[1]} ms apart)",
         f"provider: {summary['provider'] or '?'}",
         f"requests: {summary['requests']} = answered {summary['answered']} "
         f"({summary['empty']} empty) + cancelled {summary['cancelled']} "
-        f"+ errors {summary['errors']}",
+        f"+ errors {summary['errors']}; cancelled by the next keystroke: "
+        f"{100 * summary['cancelled_share']:.1f}%",
         f"end-to-end latency ms (answered): p50 {_ms(lat['p50'])}  p95 {_ms(lat['p95'])}  "
         f"p99 {_ms(lat['p99'])}  mean {_ms(lat['mean'])}",
+        f"  of which {summary['typed_ahead']} answered from the completion offered before "
+        f"(its start typed, no model call); the {len(result.model_latencies_ms)} the model "
+        f"answered: p50 {_ms(model_lat['p50'])}  p95 {_ms(model_lat['p95'])}  "
+        f"p99 {_ms(model_lat['p99'])}",
     ]
     if result.cancel_answer_ms:
         cancel = summary["cancel_answer_ms"]
@@ -274,6 +317,7 @@ def main(
     max_new_tokens: int | None,
     json_path: Path | None = None,
     anchor_prompt: bool = True,
+    typed_ahead: bool = True,
     cold_repeats: int = 0,
     reading_pause_s: float = 1.5,
     keystroke_ms: tuple[int, int] = (50, 150),
@@ -296,6 +340,7 @@ def main(
             cold_repeats,
             reading_pause_s,
             keystroke_ms,
+            typed_ahead,
         )
     )
     print(report(result, model, source))
@@ -304,6 +349,7 @@ def main(
             "model": str(model),
             "file": str(source),
             "anchor_prompt": anchor_prompt,
+            "typed_ahead": typed_ahead,
             "summary": result.summary(),
             "raw": {
                 k: v for k, v in asdict(result).items() if k not in ("status", "costs", "cold")

@@ -85,6 +85,7 @@ def cmd_bench_lsp(args: argparse.Namespace) -> int:
         args.max_new_tokens,
         Path(args.json) if args.json else None,
         anchor_prompt=not args.no_anchor,
+        typed_ahead=not args.no_typed_ahead,
         cold_repeats=args.cold_repeats,
         reading_pause_s=args.reading_pause_ms / 1000,
         keystroke_ms=(args.keystroke_ms[0], args.keystroke_ms[1]),
@@ -219,6 +220,12 @@ def add_tool_commands(add: Commands) -> None:
         "--no-anchor",
         action="store_true",
         help="prompt = exactly the last tokens before the cursor (anchorPrompt false), to compare",
+    )
+    p.add_argument(
+        "--no-typed-ahead",
+        action="store_true",
+        help="every request reaches the model, also when the user types the start of the "
+        "completion just offered (typedAhead false), to compare",
     )
     p.add_argument(
         "--cold-repeats",

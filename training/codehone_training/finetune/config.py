@@ -31,7 +31,9 @@ class FinetuneConfig:
     trainable_layers: int = 2  # freeze: how many top transformer blocks train
     lora_rank: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    # dropout's random masks took a quarter of a LoRA step on the CPU (SmolLM2-135M), and runs
+    # of a few epochs over one project gain nothing from it
+    lora_dropout: float = 0.0
     learning_rate: float | None = None  # None: DEFAULT_LR[method]
     epochs: float = 3.0
     max_steps: int | None = None

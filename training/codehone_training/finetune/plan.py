@@ -61,17 +61,32 @@ def device_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16): there, bf16 autocast
+    runs a LoRA step of SmolLM2-135M (2 rows of 1,024 tokens, 2 cores) in about 5 s, where
+    float32 takes 13 s (a bf16 matrix product measured 1,565 against 212 GFLOPS)."""
+    import torch
+
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    except RuntimeError:
+        return False
+
+
 def precision_flags(precision: str) -> dict[str, bool]:
+    """The Trainer's mixed-precision flags. ``auto``: bf16 (else fp16) on CUDA, bf16 on a CPU
+    that multiplies it natively, fp32 otherwise. The master weights stay float32 either way."""
     import torch
 
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if not cuda:
-            return {"bf16": False, "fp16": False}
+            return {"bf16": cpu_has_bf16(), "fp16": False}
         bf16 = torch.cuda.is_bf16_supported()
         return {"bf16": bf16, "fp16": not bf16}
-    if precision in ("bf16", "fp16") and not cuda:
-        raise TrainingError(f"--precision {precision} needs a CUDA GPU; use fp32 on the CPU")
+    if precision == "fp16" and not cuda:
+        raise TrainingError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

@@ -18,7 +18,7 @@ class CompletionOptions:
     multiline: Literal["auto", "always", "never"] = "auto"
     fim: bool = True  # use the text after the cursor when the model has FIM tokens
     # keep the prompt's start put while the user types (see prompt.prefix_token_ids), so the
-    # engine reuses its KV cache for all of it; costs up to an eighth of the prompt budget
+    # engine reuses its KV cache for all of it; costs up to a quarter of the prompt budget
     anchor_prompt: bool = True
     # end the prompt at a token boundary the model knows and let it choose how the text at the
     # cursor is split (see codehone.core.healing)

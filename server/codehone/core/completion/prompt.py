@@ -71,13 +71,18 @@ def prefix_token_ids(
 ) -> list[int]:
     """The last ``budget`` tokens before ``offset``, tokenizing only a window of the text.
 
-    ``anchor`` > 0 keeps the prompt's start put while the cursor moves forward (a user
-    typing): the window starts at a character offset rounded down to a block of a quarter of
-    the window, and tokens beyond the budget are dropped from its start in multiples of
-    ``anchor``. Successive requests then share their prompt's whole start, which the engine's
-    prefix reuse keeps in its KV cache, instead of a window sliding by a token or so at every
-    keystroke (which misses the cache entirely). The prompt then holds between
-    ``budget - anchor`` and ``budget`` tokens.
+    ``anchor`` > 0 keeps the prompt's start put while the user types: where it starts is
+    decided by the start of the cursor's line, not by the cursor. The window starts at a
+    character offset rounded down to a block of a quarter of the window, and tokens are dropped
+    from its start in multiples of ``anchor``, as many as leave the text before the line at
+    most ``budget - anchor`` tokens (room for the line being typed; more only when the line
+    itself outgrows it). So typing on a line never moves the prompt's start, and successive
+    requests share their prompt's whole start, which the engine's prefix reuse keeps in its KV
+    cache, instead of a window sliding by a token or so at every keystroke (which misses the
+    cache entirely); the start moves, and the cache is prefilled anew, only on another line,
+    at most once per ``anchor`` tokens typed. The prompt then holds between
+    ``budget - 2 * anchor`` and ``budget`` tokens. A line longer before the cursor
+    than the first window's quarter anchors at the cursor instead.
 
     ``cut_at`` (at most ``offset``): the same prompt's start (the window and the tokens
     dropped as for ``offset``) but with the text ending at ``cut_at``: what the prompt at
@@ -87,14 +92,22 @@ def prefix_token_ids(
         return []
     quantum = min(anchor, budget)
     window = max(64, budget * _MAX_CHARS_PER_TOKEN)
+    anchor_at = offset
+    if quantum > 0:
+        line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+        if offset - line_start <= window // 4:
+            anchor_at = line_start
     while True:
-        start = max(0, offset - window)
+        start = max(0, anchor_at - window)
         if quantum > 0:
             block = max(64, window // 4)
             start = start // block * block
         ids = tokenizer.encode(text[start:offset])
-        if len(ids) > budget:  # the window's first token may be cut in half: it is dropped here
-            drop = len(ids) - budget
+        drop = len(ids) - budget
+        if quantum > 0:
+            head = len(tokenizer.encode(text[start:anchor_at])) if anchor_at < offset else len(ids)
+            drop = max(drop, head + quantum - budget)
+        if drop > 0:  # the window's first token may be cut in half: it is dropped here
             if quantum > 0:
                 drop = -(-drop // quantum) * quantum
             return _cut(ids, text, start, cut_at, tokenizer)[drop:]

@@ -337,6 +337,8 @@ class ModelRegistry:
             "latency_ms": latency_summary(latencies),
             "completions": len(latencies),
             "cancelled": sum(s.cancelled for s in services),
+            # answered from the completion offered before, its start typed (no model call)
+            "typed_ahead": sum(s.typed_ahead.hits for s in services),
             "prefix_cache": {
                 "requests": requests,
                 "hits": hits,

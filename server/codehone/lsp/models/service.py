@@ -7,6 +7,9 @@ the one still running under it stop early: the newest keystroke wins (the server
 kind of request for one document, so a menu request and a ghost-text request never stop each
 other).
 
+A request whose user typed the first characters of the completion just offered for its key is
+answered with the rest of it at once, without the worker (codehone.core.completion.typed_ahead).
+
 A background prefill (``prefill``: the server's guess of where the next request will be, see
 codehone.lsp.prefill) runs on the same worker at the lowest priority: a newer one stops it, and
 so does any request, at the next chunk boundary (what it fed stays in the prefix cache, which
@@ -33,6 +36,7 @@ from typing import Any
 from codehone.core.completion.completer import Completer, CompletionOutcome
 from codehone.core.completion.cursor import CursorContext
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
+from codehone.core.completion.typed_ahead import TypedAhead
 from codehone.core.engine.session import Engine, Prefilled
 from codehone.core.engine.speculation import serving_draft_tokens
 from codehone.core.errors import GenerationError
@@ -89,6 +93,7 @@ class ModelService:
         self.last_prompt_tokens = 0  # its prompt
         self.last_reused_tokens = 0  # and how much of it came from the prefix cache
         self.prefill_stats = PrefillStats()
+        self.typed_ahead = TypedAhead()
         self._background: threading.Event | None = None  # the background prefill's stop
         self.closed = False
 
@@ -129,27 +134,60 @@ class ModelService:
     ) -> CompletionOutcome:
         return self.completer.complete(ctx, options, None, sampling)
 
+    def _complete_blocking(
+        self,
+        key: str,
+        ctx: CursorContext,
+        options: CompletionOptions,
+        cancel: threading.Event,
+        sampling: SamplingOptions | None,
+    ) -> CompletionOutcome:
+        """The worker's part of ``complete``; what a request cancelled on the way cost is
+        logged here, as nobody else sees its outcome."""
+        outcome = self.completer.complete(ctx, options, cancel, sampling)
+        if cancel.is_set():
+            log.info(
+                "a cancelled completion for %s ran: tokens=%d+%d reused=%d reason=%s timings_ms=%s",
+                key,
+                outcome.prompt_tokens,
+                outcome.new_tokens,
+                outcome.reused_tokens,
+                outcome.reason,
+                outcome.timings_ms,
+            )
+        return outcome
+
     async def complete(
         self,
         key: str,
         ctx: CursorContext,
         options: CompletionOptions,
         sampling: SamplingOptions | None = None,
+        typed_ahead: bool = True,
     ) -> CompletionOutcome:
-        """Complete off the event loop; a newer request with the same key stops this one."""
+        """Complete off the event loop; a newer request with the same key stops this one.
+        ``typed_ahead``: answer from the completion offered last for ``key`` when the user
+        typed its start (never for several candidates)."""
         if self.closed:  # replaced between choosing the model and getting here
             return CompletionOutcome([], "the model was replaced")
-        if self._background is not None:
-            self._background.set()  # a request goes first: the prefill stops at its next chunk
-        cancel = threading.Event()
         previous = self._in_flight.get(key)
         if previous is not None:
             previous.set()
+        typed_ahead = typed_ahead and (sampling is None or sampling.candidates <= 1)
+        if typed_ahead:
+            started = time.perf_counter()
+            answer = self.typed_ahead.answer(key, ctx, options)
+            if answer is not None:
+                answer.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+                return answer
+        if self._background is not None:
+            self._background.set()  # a request goes first: the prefill stops at its next chunk
+        cancel = threading.Event()
         self._in_flight[key] = cancel
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(
-                self._executor, self.completer.complete, ctx, options, cancel, sampling
+                self._executor, self._complete_blocking, key, ctx, options, cancel, sampling
             )
         except asyncio.CancelledError:
             cancel.set()  # the request was cancelled: stop decoding at the next step
@@ -159,6 +197,11 @@ class ModelService:
         finally:
             if self._in_flight.get(key) is cancel:
                 del self._in_flight[key]
+        if not cancel.is_set():  # a stopped request's outcome is nobody's offer
+            if typed_ahead:
+                self.typed_ahead.remember(key, ctx, options, outcome)
+            else:
+                self.typed_ahead.forget(key)
         if outcome.prompt_tokens:
             self.requests += 1
             self.prefix_hits += outcome.reused_tokens > 0

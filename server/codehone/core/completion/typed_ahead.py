@@ -1,0 +1,96 @@
+"""Typing what the suggestion says: when the user types the first characters of the completion
+just offered, the rest of it is the answer, without a model call.
+
+A user who follows a suggestion by typing it (rather than accepting it with Tab) sends a
+request at each keystroke, and each would cost a model call: the prefill of what was typed and
+the decode of the rest of the line. With a 135M-parameter model on 2 CPU cores that is about as
+long as the pause between two keystrokes, so the next keystroke cancels it and nothing shows.
+But the model already said how the line goes on: the completion, less what was typed, is what
+a new greedy call would give in nearly every case (it can differ when the typed characters are
+tokenized otherwise than the generated tokens were). Editors do the same on their side (VS
+Code keeps ghost text that the typing matches); this makes the server agree and answer at once.
+
+A ``TypedAhead`` remembers the greedy completion of the last request per key (one kind of
+request for one document) and answers from it only when nothing else changed: the text after
+the cursor, the other files given as context, the options; the typed text has no line break
+and leaves some of the completion to offer. A request for several candidates (a menu) is never
+answered from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codehone.core.completion.completer import CompletionOutcome
+from codehone.core.completion.cursor import CursorContext
+from codehone.core.completion.options import CompletionOptions
+from codehone.core.completion.postprocess import Completion
+
+REASON = "typed ahead"  # the CompletionOutcome.reason of an answer from the remembered one
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """What was offered at a cursor: the text on each side of it and the completion."""
+
+    before: str
+    after: str
+    ctx: CursorContext  # for its neighbors and header
+    options: CompletionOptions
+    completion: Completion
+
+
+class TypedAhead:
+    """The last completion offered per key, and the answers typing it gives."""
+
+    def __init__(self) -> None:
+        self._offers: dict[str, _Offer] = {}
+        self.hits = 0  # requests answered from an offer
+
+    def remember(
+        self, key: str, ctx: CursorContext, options: CompletionOptions, outcome: CompletionOutcome
+    ) -> None:
+        """Keep ``outcome``'s greedy completion for ``key`` (or forget the key's offer when it
+        has none)."""
+        if not outcome.completions or not outcome.completions[0].text:
+            self._offers.pop(key, None)
+            return
+        self._offers[key] = _Offer(
+            ctx.text[: ctx.offset], ctx.text[ctx.offset :], ctx, options, outcome.completions[0]
+        )
+
+    def forget(self, key: str) -> None:
+        self._offers.pop(key, None)
+
+    def answer(
+        self, key: str, ctx: CursorContext, options: CompletionOptions
+    ) -> CompletionOutcome | None:
+        """The rest of the completion offered for ``key`` when ``ctx`` is that offer's text with
+        the completion's first characters typed at its cursor; None otherwise (and a request for
+        ``key`` that it cannot answer then replaces the offer with its own outcome)."""
+        offer = self._offers.get(key)
+        if offer is None or options != offer.options:
+            return None
+        typed_length = ctx.offset - len(offer.before)
+        text = ctx.text
+        if (
+            typed_length <= 0
+            or len(text) != len(offer.before) + typed_length + len(offer.after)
+            or (ctx.neighbors, ctx.header) != (offer.ctx.neighbors, offer.ctx.header)
+        ):
+            return None
+        typed = text[len(offer.before) : ctx.offset]
+        completion = offer.completion
+        if (
+            "\n" in typed
+            or "\r" in typed
+            or len(typed) >= len(completion.text)
+            or not completion.text.startswith(typed)
+            or not text.startswith(offer.before)
+            or not text.endswith(offer.after)
+        ):
+            return None
+        rest = Completion(completion.text[len(typed) :], completion.replaced)
+        self._offers[key] = _Offer(text[: ctx.offset], offer.after, ctx, options, rest)
+        self.hits += 1
+        return CompletionOutcome([rest], REASON)
