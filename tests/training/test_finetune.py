@@ -388,3 +388,31 @@ def test_a_bf16_run_on_the_cpu_lowers_the_loss_and_says_so(
     assert "| precision | bf16 |" in (result.checkpoint / "README.md").read_text()
     weights = _weights(result.checkpoint)  # the master weights stay float32
     assert {str(w.dtype) for w in weights.values()} == {"float32"}
+
+
+def test_method_auto_is_lora_for_a_base_of_100m_parameters_and_full_below(
+    tmp_path: Path,
+    data_dir: Path,
+    tiny_checkpoint: Callable[[str], Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from codehone_training.finetune.model import checkpoint_parameters
+
+    config = FinetuneConfig(base=Path("b"), data_dir=Path("d"), out_dir=Path("o"))
+    assert config.method == "auto"
+    assert config.resolved(135_000_000).method == "lora"
+    assert config.resolved(1_700_000).method == "full"
+    assert (
+        FinetuneConfig(Path("b"), Path("d"), Path("o"), method="freeze")
+        .resolved(135_000_000)
+        .method
+        == "freeze"
+    )  # a method asked for is kept
+    checkpoint = tiny_checkpoint("gpt2")
+    weights = _weights(checkpoint)
+    assert checkpoint_parameters(checkpoint) == sum(w.size for w in weights.values())
+    with caplog.at_level("INFO", logger="codehone.finetune"):
+        result = finetune(_config(checkpoint, data_dir, tmp_path / "run", method="auto"))
+    assert "method auto: full for this base" in caplog.text  # a tiny model
+    carried = json.loads((result.checkpoint / "codehone_finetune.json").read_text())
+    assert carried["config"]["method"] == "full"

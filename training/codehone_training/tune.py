@@ -55,7 +55,7 @@ class TuneConfig:
     project_dir: Path
     base: Path | None = None  # None: the default model
     work_dir: Path | None = None  # None: PROJECT_DIR/.codehone
-    method: str = "full"
+    method: str = "auto"  # see finetune.config.AUTO_LORA_PARAMETERS
     minutes: float = 10.0  # fine-tuning budget (the training loop)
     learning_rate: float | None = None
     # The learning-rate schedule is planned over this many epochs (fewer if the time budget

@@ -73,9 +73,10 @@ SHARED: dict[str, SharedOption] = {
     ),
     "--method": SharedOption(
         "what trains: every weight (full), only the top blocks (freeze), or LoRA adapters (lora)",
-        "full",
-        "full: the learning-rate defaults and tune's figures (README) were measured with it",
-        {"choices": ("full", "freeze", "lora")},
+        "auto",
+        "auto: lora for a base of 100M parameters or more (measured best on SmolLM2-135M), "
+        "else full (measured best on the small default model)",
+        {"choices": ("auto", "full", "freeze", "lora")},
     ),
     "--lr": SharedOption(
         "peak learning rate",

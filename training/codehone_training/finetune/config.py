@@ -3,13 +3,18 @@ with the run it resumes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from codehone.core.errors import TrainingError
 
 METHODS = ("full", "freeze", "lora")
+# ``auto`` (the default) trains LoRA adapters on a base of this many parameters or more, and
+# every weight below: on SmolLM2-135M LoRA gained +5.0 points of line exact match in 30
+# minutes on 2 cores where the frozen-layer run lost 0.3, and on the 1.7M-parameter default
+# model full fine-tuning is what the learning-rate defaults and the figures were measured with.
+AUTO_LORA_PARAMETERS = 100e6
 DEFAULT_LR = {"full": 2e-4, "freeze": 3e-4, "lora": 2e-3}
 # Small models want much larger steps than the usual 2e-4 of 0.1-1B code models: fine-tuning
 # the 1.7M-parameter default model for 3 epochs on a project it never saw reached validation
@@ -27,7 +32,7 @@ class FinetuneConfig:
     base: Path
     data_dir: Path
     out_dir: Path
-    method: str = "full"  # full | freeze | lora (the CLI's default too)
+    method: str = "auto"  # auto | full | freeze | lora (see AUTO_LORA_PARAMETERS)
     trainable_layers: int = 2  # freeze: how many top transformer blocks train
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -59,6 +64,13 @@ class FinetuneConfig:
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
     eval_base: bool = True  # measure the validation loss before training too
     save_model: bool = True  # write RUN_DIR/model (search trials skip it)
+
+    def resolved(self, parameters: int) -> FinetuneConfig:
+        """This run with ``auto`` made the method it stands for on a base of ``parameters``."""
+        if self.method != "auto":
+            return self
+        method = "lora" if parameters >= AUTO_LORA_PARAMETERS else "full"
+        return replace(self, method=method)
 
     def lr(self, parameters: int | None = None) -> float:
         """The learning rate: the one given, else the method's default for a model of

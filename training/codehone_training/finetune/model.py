@@ -90,6 +90,21 @@ def load_trainable_model(checkpoint: Path, config: FinetuneConfig) -> torch.nn.M
     return model
 
 
+def checkpoint_parameters(checkpoint: Path) -> int:
+    """How many parameters the checkpoint's safetensors files hold (their headers only)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        with safe_open(str(path), framework="numpy") as weights:
+            for name in weights.keys():
+                count = 1
+                for size in weights.get_slice(name).get_shape():
+                    count *= int(size)
+                total += count
+    return total
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -19,7 +19,7 @@ import numpy as np
 
 from codehone.core.errors import TrainingError
 from codehone.core.staging import refuse_links, staged_dir, write_text_atomic
-from codehone_training.base_model import ModelRef, resolve_model
+from codehone_training.base_model import ModelRef, check_safetensors_only, resolve_model
 from codehone_training.data.packing import PACKED_DIR, PackedRows, load_packed, pack_dataset
 from codehone_training.data.project import load_dataset
 from codehone_training.finetune.config import (
@@ -29,7 +29,11 @@ from codehone_training.finetune.config import (
     FinetuneResult,
     check_resumable,
 )
-from codehone_training.finetune.model import count_parameters, load_trainable_model
+from codehone_training.finetune.model import (
+    checkpoint_parameters,
+    count_parameters,
+    load_trainable_model,
+)
 from codehone_training.finetune.plan import (
     device_memory_bytes,
     fit_batch_to_memory,
@@ -109,8 +113,10 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 
-    if config.method not in METHODS:
-        raise TrainingError(f"unknown method {config.method!r}; use one of {', '.join(METHODS)}")
+    if config.method not in (*METHODS, "auto"):
+        raise TrainingError(
+            f"unknown method {config.method!r}; use auto or one of {', '.join(METHODS)}"
+        )
     if config.keep not in ("best", "last"):
         raise TrainingError(f"keep must be 'best' or 'last', not {config.keep!r}")
     if config.keep == "last" and config.early_stopping_patience > 0:
@@ -127,6 +133,10 @@ def _finetune(config: FinetuneConfig) -> FinetuneResult:
     # 1. base model and data
     base: ModelRef = resolve_model(config.base, need_checkpoint=True)
     assert base.checkpoint is not None
+    if config.method == "auto":
+        check_safetensors_only(base.checkpoint, TrainingError)
+        config = config.resolved(checkpoint_parameters(base.checkpoint))
+        log.info("method auto: %s for this base", config.method)
     meta = load_dataset(Path(config.data_dir))
     flags = precision_flags(config.precision)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +115,11 @@ class Completer:
         options: CompletionOptions,
         cancel: threading.Event | None = None,
         sampling: SamplingOptions | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> CompletionOutcome:
         """The greedy completion, and with ``sampling.candidates`` > 1 sampled alternatives
-        (different from it and from each other) within the same time budget."""
+        (different from it and from each other) within the same time budget. ``progress``
+        is told the greedy completion's text so far after each generated token."""
         started = time.perf_counter()
         reason = skip_reason(ctx)
         if reason is not None:
@@ -124,7 +127,7 @@ class Completer:
         prompt = build_prompt(ctx, self.tokenizer, self.manifest, options, self.healer)
         prompt_ms = (time.perf_counter() - started) * 1000
         deadline = time.monotonic() + options.time_budget_ms / 1000
-        greedy = self._candidate(ctx, prompt, options, deadline, cancel, None)
+        greedy = self._candidate(ctx, prompt, options, deadline, cancel, None, progress)
         generation = greedy.generation
         alternatives: list[Completion] = []
         wanted = (sampling.candidates if sampling else 1) - 1
@@ -172,6 +175,7 @@ class Completer:
         deadline: float,
         cancel: threading.Event | None,
         sampler: Sampler | None,
+        progress: Callable[[str], None] | None = None,
     ) -> _Candidate:
         # Decoding context: with FIM the text before the middle is the prefix, not the suffix.
         context_ids = [] if prompt.fim else prompt.token_ids
@@ -191,6 +195,8 @@ class Completer:
                 loop_keep.append(keep)
                 return True
             text = continuation(generated)
+            if progress is not None:
+                progress(text)
             if cut_repeated_lines(text)[1]:
                 return True
             return cut_completion(text, prompt.mode, prompt.base_indent)[1]

@@ -19,6 +19,7 @@ answered from it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from codehone.core.completion.completer import CompletionOutcome
@@ -46,6 +47,7 @@ class TypedAhead:
     def __init__(self) -> None:
         self._offers: dict[str, _Offer] = {}
         self.hits = 0  # requests answered from an offer
+        self._lock = threading.Lock()  # the server's event loop and its model worker both ask
 
     def remember(
         self, key: str, ctx: CursorContext, options: CompletionOptions, outcome: CompletionOutcome
@@ -53,14 +55,17 @@ class TypedAhead:
         """Keep ``outcome``'s greedy completion for ``key`` (or forget the key's offer when it
         has none)."""
         if not outcome.completions or not outcome.completions[0].text:
-            self._offers.pop(key, None)
+            self.forget(key)
             return
-        self._offers[key] = _Offer(
+        offer = _Offer(
             ctx.text[: ctx.offset], ctx.text[ctx.offset :], ctx, options, outcome.completions[0]
         )
+        with self._lock:
+            self._offers[key] = offer
 
     def forget(self, key: str) -> None:
-        self._offers.pop(key, None)
+        with self._lock:
+            self._offers.pop(key, None)
 
     def answer(
         self, key: str, ctx: CursorContext, options: CompletionOptions
@@ -68,29 +73,51 @@ class TypedAhead:
         """The rest of the completion offered for ``key`` when ``ctx`` is that offer's text with
         the completion's first characters typed at its cursor; None otherwise (and a request for
         ``key`` that it cannot answer then replaces the offer with its own outcome)."""
+        with self._lock:
+            return self._answer(key, ctx, options)
+
+    def _answer(
+        self, key: str, ctx: CursorContext, options: CompletionOptions
+    ) -> CompletionOutcome | None:
         offer = self._offers.get(key)
         if offer is None or options != offer.options:
             return None
-        typed_length = ctx.offset - len(offer.before)
-        text = ctx.text
-        if (
-            typed_length <= 0
-            or len(text) != len(offer.before) + typed_length + len(offer.after)
-            or (ctx.neighbors, ctx.header) != (offer.ctx.neighbors, offer.ctx.header)
-        ):
-            return None
-        typed = text[len(offer.before) : ctx.offset]
+        typed = _typed(offer.before, offer.after, offer.ctx, ctx)
         completion = offer.completion
         if (
-            "\n" in typed
-            or "\r" in typed
+            typed is None
             or len(typed) >= len(completion.text)
             or not completion.text.startswith(typed)
-            or not text.startswith(offer.before)
-            or not text.endswith(offer.after)
         ):
             return None
         rest = Completion(completion.text[len(typed) :], completion.replaced)
-        self._offers[key] = _Offer(text[: ctx.offset], offer.after, ctx, options, rest)
+        self._offers[key] = _Offer(ctx.text[: ctx.offset], offer.after, ctx, options, rest)
         self.hits += 1
         return CompletionOutcome([rest], REASON)
+
+
+def typed_after(earlier: CursorContext, later: CursorContext) -> str | None:
+    """What was typed at ``earlier``'s cursor to make ``later`` (nothing else changed: the
+    text after the cursor, the other files; no line break typed), or None."""
+    if later.offset <= earlier.offset or len(later.text) - later.offset != len(earlier.text) - (
+        earlier.offset
+    ):
+        return None
+    return _typed(earlier.text[: earlier.offset], earlier.text[earlier.offset :], earlier, later)
+
+
+def _typed(before: str, after: str, earlier: CursorContext, ctx: CursorContext) -> str | None:
+    """The text typed after ``before`` (and before ``after``) to make ``ctx``, if that is all
+    that changed since ``earlier`` and it holds no line break."""
+    typed_length = ctx.offset - len(before)
+    text = ctx.text
+    if (
+        typed_length <= 0
+        or len(text) != len(before) + typed_length + len(after)
+        or (ctx.neighbors, ctx.header) != (earlier.neighbors, earlier.header)
+    ):
+        return None
+    typed = text[len(before) : ctx.offset]
+    if "\n" in typed or "\r" in typed or not text.startswith(before) or not text.endswith(after):
+        return None
+    return typed

@@ -9,6 +9,10 @@ other).
 
 A request whose user typed the first characters of the completion just offered for its key is
 answered with the rest of it at once, without the worker (codehone.core.completion.typed_ahead).
+And a request the client cancels because the user typed on is left to finish when what it has
+generated so far agrees with what was typed (a newer request that does not agree stops it):
+its completion becomes the offer, and the newer request, queued behind it on the worker, is
+answered from it, where stopping it would have thrown its work away.
 
 A background prefill (``prefill``: the server's guess of where the next request will be, see
 codehone.lsp.prefill) runs on the same worker at the lowest priority: a newer one stops it, and
@@ -30,13 +34,13 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codehone.core.completion.completer import Completer, CompletionOutcome
 from codehone.core.completion.cursor import CursorContext
 from codehone.core.completion.options import CompletionOptions, SamplingOptions
-from codehone.core.completion.typed_ahead import TypedAhead
+from codehone.core.completion.typed_ahead import TypedAhead, typed_after
 from codehone.core.engine.session import Engine, Prefilled
 from codehone.core.engine.speculation import serving_draft_tokens
 from codehone.core.errors import GenerationError
@@ -73,6 +77,20 @@ def prefill_totals(services: Iterable[ModelService]) -> dict[str, Any]:
     return total.to_json()
 
 
+@dataclass
+class _Running:
+    """A request on (or waiting for) the worker: its cursor, its stop, and the text its greedy
+    completion has so far (``follows``: it may be left to finish when the user types on)."""
+
+    ctx: CursorContext
+    follows: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+    text_so_far: str = ""
+
+    def progress(self, text: str) -> None:
+        self.text_so_far = text
+
+
 class ModelService:
     def __init__(self, model_dir: ModelDir, provider: ProviderChoice) -> None:
         self.model_dir = model_dir
@@ -84,7 +102,9 @@ class ModelService:
             self._engine, TextTokenizer(model_dir.tokenizer_path)
         )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codehone-model")
-        self._in_flight: dict[str, threading.Event] = {}
+        self._in_flight: dict[str, _Running] = {}
+        # cancelled by the client, left to finish: their completion may answer the next request
+        self._finishing: dict[str, _Running] = {}
         self.latencies_ms: deque[float] = deque(maxlen=1000)
         self.requests = 0  # requests that reached the engine
         self.prefix_hits = 0  # of which reused part of the previous request's KV cache
@@ -137,15 +157,22 @@ class ModelService:
     def _complete_blocking(
         self,
         key: str,
-        ctx: CursorContext,
+        running: _Running,
         options: CompletionOptions,
-        cancel: threading.Event,
         sampling: SamplingOptions | None,
     ) -> CompletionOutcome:
-        """The worker's part of ``complete``; what a request cancelled on the way cost is
-        logged here, as nobody else sees its outcome."""
-        outcome = self.completer.complete(ctx, options, cancel, sampling)
-        if cancel.is_set():
+        """The worker's part of ``complete``. A request that follows typing first looks at the
+        offer again: the request ahead of it on the worker may have just made one. Every
+        outcome that ran to its end is the key's offer (also a request the client cancelled but
+        that was left to finish); what a stopped request cost is logged here, as nobody else
+        sees its outcome."""
+        ctx = running.ctx
+        if running.follows and (answer := self.typed_ahead.answer(key, ctx, options)) is not None:
+            return answer
+        outcome = self.completer.complete(
+            ctx, options, running.cancel, sampling, running.progress if running.follows else None
+        )
+        if running.cancel.is_set():
             log.info(
                 "a cancelled completion for %s ran: tokens=%d+%d reused=%d reason=%s timings_ms=%s",
                 key,
@@ -155,7 +182,25 @@ class ModelService:
                 outcome.reason,
                 outcome.timings_ms,
             )
+        elif running.follows:
+            self.typed_ahead.remember(key, ctx, options, outcome)
+        else:
+            self.typed_ahead.forget(key)
+        if self._finishing.get(key) is running:
+            del self._finishing[key]
         return outcome
+
+    def _stop_stale(self, key: str, ctx: CursorContext, follows: bool) -> None:
+        """Newest wins: stop the key's running and finishing requests, but for one whose
+        completion so far may still be what the user is typing (``follows``)."""
+        for running in (self._in_flight.get(key), self._finishing.get(key)):
+            if running is None or running.cancel.is_set():
+                continue
+            typed = typed_after(running.ctx, ctx) if follows else None
+            so_far = running.text_so_far
+            if typed is not None and (so_far.startswith(typed) or typed.startswith(so_far)):
+                continue  # it may finish the word the user is typing: let it end
+            running.cancel.set()
 
     async def complete(
         self,
@@ -167,14 +212,14 @@ class ModelService:
     ) -> CompletionOutcome:
         """Complete off the event loop; a newer request with the same key stops this one.
         ``typed_ahead``: answer from the completion offered last for ``key`` when the user
-        typed its start (never for several candidates)."""
+        typed its start (never for several candidates); and when the client cancels this
+        request because the user typed on, let it finish if what it generated so far agrees
+        with the typing, so the next request is answered from its completion."""
         if self.closed:  # replaced between choosing the model and getting here
             return CompletionOutcome([], "the model was replaced")
-        previous = self._in_flight.get(key)
-        if previous is not None:
-            previous.set()
-        typed_ahead = typed_ahead and (sampling is None or sampling.candidates <= 1)
-        if typed_ahead:
+        follows = typed_ahead and (sampling is None or sampling.candidates <= 1)
+        self._stop_stale(key, ctx, follows)
+        if follows:
             started = time.perf_counter()
             answer = self.typed_ahead.answer(key, ctx, options)
             if answer is not None:
@@ -182,26 +227,25 @@ class ModelService:
                 return answer
         if self._background is not None:
             self._background.set()  # a request goes first: the prefill stops at its next chunk
-        cancel = threading.Event()
-        self._in_flight[key] = cancel
+        running = _Running(ctx, follows)
+        self._in_flight[key] = running
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(
-                self._executor, self._complete_blocking, key, ctx, options, cancel, sampling
+                self._executor, self._complete_blocking, key, running, options, sampling
             )
         except asyncio.CancelledError:
-            cancel.set()  # the request was cancelled: stop decoding at the next step
             self.cancelled += 1
-            log.info("a running completion for %s was cancelled; it stops at its next step", key)
+            if follows and not running.cancel.is_set():
+                self._finishing[key] = running  # the next keystroke's request decides
+                log.info("a running completion for %s was cancelled; it may finish", key)
+            else:
+                running.cancel.set()  # stop decoding at the next step
+                log.info("a running completion for %s was cancelled; it stops", key)
             raise
         finally:
-            if self._in_flight.get(key) is cancel:
+            if self._in_flight.get(key) is running:
                 del self._in_flight[key]
-        if not cancel.is_set():  # a stopped request's outcome is nobody's offer
-            if typed_ahead:
-                self.typed_ahead.remember(key, ctx, options, outcome)
-            else:
-                self.typed_ahead.forget(key)
         if outcome.prompt_tokens:
             self.requests += 1
             self.prefix_hits += outcome.reused_tokens > 0
@@ -270,8 +314,8 @@ class ModelService:
         return self._engine is None
 
     def close(self) -> None:
-        for event in self._in_flight.values():
-            event.set()
+        for running in (*self._in_flight.values(), *self._finishing.values()):
+            running.cancel.set()
         if self._background is not None:
             self._background.set()
         self.closed = True
