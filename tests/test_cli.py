@@ -113,7 +113,7 @@ def test_one_tree_where_a_shared_option_has_one_meaning() -> None:
                     assert action.help.startswith(SHARED[flag].meaning), (command, flag)
                     defaults.setdefault(flag, set()).add(action.default)
         assert parser.get_default("func") is not None, command
-    assert defaults["--method"] == {"full"}  # finetune and tune agree
+    assert defaults["--method"] == {"auto"}  # finetune and tune agree
     assert defaults["--base"] == {None}  # the default model, everywhere
 
 
