@@ -104,7 +104,7 @@ def prefix_token_ids(
             start = start // block * block
         ids = tokenizer.encode(text[start:offset])
         drop = len(ids) - budget
-        if quantum > 0:
+        if quantum > 0 and len(ids) + quantum > budget:  # else the line's start has room
             head = len(tokenizer.encode(text[start:anchor_at])) if anchor_at < offset else len(ids)
             drop = max(drop, head + quantum - budget)
         if drop > 0:  # the window's first token may be cut in half: it is dropped here

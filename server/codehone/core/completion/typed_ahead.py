@@ -32,11 +32,9 @@ REASON = "typed ahead"  # the CompletionOutcome.reason of an answer from the rem
 
 @dataclass(frozen=True)
 class _Offer:
-    """What was offered at a cursor: the text on each side of it and the completion."""
+    """What was offered at a cursor."""
 
-    before: str
-    after: str
-    ctx: CursorContext  # for its neighbors and header
+    ctx: CursorContext
     options: CompletionOptions
     completion: Completion
 
@@ -57,11 +55,8 @@ class TypedAhead:
         if not outcome.completions or not outcome.completions[0].text:
             self.forget(key)
             return
-        offer = _Offer(
-            ctx.text[: ctx.offset], ctx.text[ctx.offset :], ctx, options, outcome.completions[0]
-        )
         with self._lock:
-            self._offers[key] = offer
+            self._offers[key] = _Offer(ctx, options, outcome.completions[0])
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -82,7 +77,7 @@ class TypedAhead:
         offer = self._offers.get(key)
         if offer is None or options != offer.options:
             return None
-        typed = _typed(offer.before, offer.after, offer.ctx, ctx)
+        typed = typed_after(offer.ctx, ctx)
         completion = offer.completion
         if (
             typed is None
@@ -91,7 +86,7 @@ class TypedAhead:
         ):
             return None
         rest = Completion(completion.text[len(typed) :], completion.replaced)
-        self._offers[key] = _Offer(ctx.text[: ctx.offset], offer.after, ctx, options, rest)
+        self._offers[key] = _Offer(ctx, options, rest)
         self.hits += 1
         return CompletionOutcome([rest], REASON)
 
@@ -99,25 +94,16 @@ class TypedAhead:
 def typed_after(earlier: CursorContext, later: CursorContext) -> str | None:
     """What was typed at ``earlier``'s cursor to make ``later`` (nothing else changed: the
     text after the cursor, the other files; no line break typed), or None."""
-    if later.offset <= earlier.offset or len(later.text) - later.offset != len(earlier.text) - (
-        earlier.offset
-    ):
-        return None
-    return _typed(earlier.text[: earlier.offset], earlier.text[earlier.offset :], earlier, later)
-
-
-def _typed(before: str, after: str, earlier: CursorContext, ctx: CursorContext) -> str | None:
-    """The text typed after ``before`` (and before ``after``) to make ``ctx``, if that is all
-    that changed since ``earlier`` and it holds no line break."""
-    typed_length = ctx.offset - len(before)
-    text = ctx.text
+    before, after, text = earlier.offset, len(earlier.text) - earlier.offset, later.text
     if (
-        typed_length <= 0
-        or len(text) != len(before) + typed_length + len(after)
-        or (ctx.neighbors, ctx.header) != (earlier.neighbors, earlier.header)
+        later.offset <= before
+        or len(text) - later.offset != after
+        or (later.neighbors, later.header) != (earlier.neighbors, earlier.header)
     ):
         return None
-    typed = text[len(before) : ctx.offset]
-    if "\n" in typed or "\r" in typed or not text.startswith(before) or not text.endswith(after):
+    typed = text[before : later.offset]
+    if "\n" in typed or "\r" in typed:
+        return None
+    if not text.startswith(earlier.text[:before]) or not text.endswith(earlier.text[before:]):
         return None
     return typed

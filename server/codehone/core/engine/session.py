@@ -193,11 +193,26 @@ class Engine:
             return
         if len(prompt) - self.cached_prefix(prompt) <= chunk:
             return
-        cache = self._reusable_cache(prompt, len(prompt) - 1)
+        stopped = cancel.is_set if cancel is not None else lambda: False
+        self._feed_chunks(prompt, len(prompt) - 1, chunk, stopped, leave=chunk)
+
+    def _feed_chunks(
+        self,
+        tokens: list[int],
+        most: int,
+        chunk: int,
+        should_stop: Callable[[], bool],
+        leave: int = 0,
+    ) -> KVCache:
+        """Feed ``tokens`` after what the cache holds of them (``most`` at most) ``chunk`` per
+        model call, asking ``should_stop`` before each, until ``leave`` or fewer are left; each
+        chunk fed is at once the cache the next request or step starts from."""
+        cache = self._reusable_cache(tokens, most)
         self._previous = cache
-        while len(prompt) - cache.length > chunk and not (cancel and cancel.is_set()):
-            cache = self._prefill_chunk(prompt[cache.length : cache.length + chunk], cache)
+        while len(tokens) - cache.length > leave and not should_stop():
+            cache = self._prefill_chunk(tokens[cache.length : cache.length + chunk], cache)
             self._previous = cache
+        return cache
 
     def _reusable_cache(self, prompt: list[int], most: int) -> KVCache:
         """The previous request's cache cut to the prefix it shares with ``prompt`` (``most``
@@ -243,12 +258,7 @@ class Engine:
             if reused >= len(wanted) or should_stop():
                 stopped = reused < len(wanted)
                 return Prefilled(len(wanted), reused, 0, _ms_since(started), stopped)
-            cache = self._reusable_cache(wanted, len(wanted))
-            self._previous = cache
-            while cache.length < len(wanted) and not should_stop():
-                chunk = wanted[cache.length : cache.length + max(1, chunk_tokens)]
-                cache = self._prefill_chunk(chunk, cache)
-                self._previous = cache
+            cache = self._feed_chunks(wanted, len(wanted), max(1, chunk_tokens), should_stop)
         fed = cache.length - reused
         stopped = cache.length < len(wanted)
         return Prefilled(len(wanted), reused, fed, _ms_since(started), stopped)
