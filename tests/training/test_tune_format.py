@@ -13,6 +13,7 @@ from codehone_training.tune import quantized_bits, quantized_scheme
         (["fused-fp32", "int8-block32"], 8),
         (["fused-fp32", "int4-block32"], 4),
         (["fused-fp32", "int8-channel"], 8),
+        (["fused-fp32", "int8-token"], 8),
         (["fused-fp32"], 0),
         ([], 0),
         (["int80-something"], 0),
@@ -26,6 +27,7 @@ def test_the_base_quantization_is_read_from_its_steps(steps: list[str], bits: in
     ("steps", "scheme"),
     [
         (["fused-fp32", "int8-channel"], "channel"),
+        (["fused-fp32", "int8-token", "embedding-int8"], "token"),
         (["fused-fp32", "int8-block32"], "block"),
         (["fused-fp32"], "block"),
     ],

@@ -226,6 +226,8 @@ def test_last_logits_rewrite_of_exported_graphs(
         ("gpt2", 4, "block", "int4-block32"),
         ("gpt2", 8, "channel", "int8-channel"),
         ("llama", 8, "channel", "int8-channel"),
+        ("gpt2", 8, "token", "int8-token"),
+        ("llama", 8, "token", "int8-token"),
     ],
 )
 def test_weight_quantization(
@@ -249,6 +251,8 @@ def test_weight_quantization(
     assert "MatMul" not in ops
     if scheme == "channel":  # int8 products after the norms and attention; block int8 elsewhere
         assert {"DynamicQuantizeMatMul", "MatMulNBits"} <= ops
+    if scheme == "token":  # int8 products per token; the output projection block int8
+        assert {"MatMulIntegerToFloat", "QuantizeLinear", "MatMulNBits"} <= ops
     quantized, original = engine(quantized_dir.root), engine(fused_model(family))
     q_logits, _ = quantized.forward(PROMPT, quantized.empty_cache(), all_logits=True)
     o_logits, _ = original.forward(PROMPT, original.empty_cache(), all_logits=True)
@@ -305,11 +309,15 @@ def test_the_channel_scheme_is_int8_only(fused_model: Callable[[str], Path], tmp
 
     with pytest.raises(OptimizeError, match="int8 only"):
         quantize(fused_model("gpt2"), tmp_path / "x", bits=4, scheme="channel")
+    with pytest.raises(OptimizeError, match="token scheme is int8 only"):
+        quantize(fused_model("gpt2"), tmp_path / "x", bits=4, scheme="token")
     with pytest.raises(OptimizeError, match="one of block, channel"):
         quantize(fused_model("gpt2"), tmp_path / "x", bits=8, scheme="rows")
     assert not (tmp_path / "x").exists()
     with pytest.raises(ExportError, match="int8 only"):
         FinishSteps(quantize_bits=4, quantize_scheme="channel")
+    with pytest.raises(ExportError, match="token quantization scheme is int8 only"):
+        FinishSteps(quantize_bits=4, quantize_scheme="token")
     with pytest.raises(ExportError, match="quantize_scheme"):
         FinishSteps(quantize_bits=8, quantize_scheme="rows")
     assert FinishSteps(quantize_bits=8, quantize_scheme="channel").after_export

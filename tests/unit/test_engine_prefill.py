@@ -184,3 +184,25 @@ def test_a_request_cancelled_during_its_chunks_keeps_what_it_fed(
     again = e.generate(REQUEST, StopConditions(max_new_tokens=12))
     assert again.reused_tokens == 48
     assert again.token_ids == cold.generate(REQUEST, StopConditions(max_new_tokens=12)).token_ids
+
+
+def test_the_kv_buffers_grow_for_a_longer_request_with_the_same_greedy_tokens(
+    fused_model: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+):
+    from codehone.core.engine import session
+
+    model = fused_model("llama")
+    stop = StopConditions(max_new_tokens=12)
+    full = engine(model)  # buffers of the whole context (the tiny model's is under 2,048)
+    assert full.generate(REQUEST, stop).token_ids  # warm
+    monkeypatch.setattr(session, "MIN_KV_CAPACITY", 16)
+    small = engine(model)
+    short = small.generate(PROMPT[:10], stop)
+    assert small._capacity == 32  # 10 + 12 new + the draft + 1 -> a power of two
+    assert short.token_ids == engine(model).generate(PROMPT[:10], stop).token_ids
+    first = small.generate(REQUEST, stop)  # too long for 32: new buffers, nothing reused
+    assert small._capacity >= len(REQUEST) + 12 and first.reused_tokens == 0
+    assert first.token_ids == full.generate(REQUEST, stop).token_ids
+    again = small.generate([*REQUEST, 5], stop)  # the grown buffers keep the cache
+    assert again.reused_tokens == len(REQUEST)
+    assert again.token_ids == engine(model).generate([*REQUEST, 5], stop).token_ids

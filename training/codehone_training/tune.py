@@ -25,6 +25,7 @@ from typing import Any
 from codehone.core.errors import TrainingError
 from codehone.core.model_dir import load_model_dir
 from codehone.core.staging import read_text_nofollow, refuse_links, write_text_atomic
+from codehone_training.export.quantize import INT8_ONLY
 
 log = logging.getLogger("codehone.tune")
 
@@ -45,9 +46,13 @@ def quantized_bits(optimizations: list[str]) -> int:
 
 
 def quantized_scheme(optimizations: list[str]) -> str:
-    """The quantization scheme of a model's steps: ``channel`` after "int8-channel", else
-    ``block`` (``export.optimize.quantize``'s names)."""
-    return "channel" if any(s.endswith("-channel") for s in optimizations) else "block"
+    """The quantization scheme of a model's steps: ``channel`` after "int8-channel", ``token``
+    after "int8-token", else ``block`` (``export.optimize.quantize``'s names)."""
+    for step in optimizations:
+        for scheme in INT8_ONLY:
+            if step.endswith(f"-{scheme}"):
+                return scheme
+    return "block"
 
 
 @dataclass

@@ -72,8 +72,9 @@ PACKAGED = PackagedModel(
 # The packaged model's format per device (fused graph; the CPU's by measurement, README).
 PACKAGED_FORMATS = {"cpu": "int8", "cuda": "fp16"}
 # The recipe's version, in the build record: a build by an older recipe is rebuilt by
-# `codehone setup` (2: the token embedding int8 too, shared with the tied output projection).
-RECIPE = 2
+# `codehone setup` (2: the token embedding int8 too, shared with the tied output projection;
+# 3: the int8 token scheme, smoothed per-token int8 arithmetic).
+RECIPE = 3
 
 
 def codehone_home() -> Path:

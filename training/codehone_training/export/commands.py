@@ -73,6 +73,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             block_size=args.block_size,
             accuracy_level=args.accuracy_level,
             scheme=args.scheme,
+            calibration=[Path(f) for f in args.calibration] if args.calibration else None,
         ),
     )
 
@@ -135,7 +136,10 @@ def add_optimize_commands(add: AddCommand) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_last_logits)
 
-    p = step("quantize", "int4/int8 weights for the CPU (MatMulNBits blocks or int8 channels)")
+    p = step(
+        "quantize",
+        "int4/int8 weights for the CPU (MatMulNBits blocks, int8 channels or int8 tokens)",
+    )
     p.add_argument("model_dir")
     p.add_argument("--out", required=True)
     p.add_argument("--bits", type=int, choices=[4, 8], default=4)
@@ -144,7 +148,14 @@ def add_optimize_commands(add: AddCommand) -> None:
         default="block",
         help="block: MatMulNBits, a scale per block of input rows (int4 or int8); channel: "
         "int8 only, a scale per output channel and int8 arithmetic for prompts "
-        "(DynamicQuantizeMatMul; block int8 where the input is not normalized) (default: block)",
+        "(DynamicQuantizeMatMul; block int8 where the input is not normalized); token: int8 "
+        "only, smoothed, a scale per token and int8 arithmetic (default: block)",
+    )
+    p.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="FILE",
+        help="the token scheme's calibration text (default: modules of Python's standard library)",
     )
     p.add_argument("--block-size", type=int, default=32, help="the block scheme's (default 32)")
     p.add_argument(

@@ -20,7 +20,7 @@ from pathlib import Path
 from codehone.core.errors import ExportError
 from codehone.core.model_dir import ModelDir, load_model_dir, with_fim_in_prompts, write_manifest
 from codehone.core.staging import new_staging_dir, publish
-from codehone_training.export.quantize import SCHEMES
+from codehone_training.export.quantize import INT8_ONLY, SCHEMES
 
 log = logging.getLogger("codehone.export")
 
@@ -38,7 +38,7 @@ class FinishSteps:
     # exported graph, with a warning, instead of failing the run
     keep_unfused: bool = False
     quantize_bits: int = 0  # 8 or 4: quantized weights (export.optimize.quantize); 0: none
-    quantize_scheme: str = "block"  # block (MatMulNBits) or channel (int8 only)
+    quantize_scheme: str = "block"  # block (MatMulNBits); channel or token: int8 only
     checkpoint_dtype: str | None = None  # copy the checkpoint into checkpoint/ in this dtype
     # False: the manifest says fim.in_prompts = false, so the server prompts with the text
     # before the cursor only (for a model whose FIM completions measured worse than plain)
@@ -52,8 +52,10 @@ class FinishSteps:
             raise ExportError(
                 f"quantize_scheme must be one of {SCHEMES}, not {self.quantize_scheme!r}"
             )
-        if self.quantize_scheme == "channel" and self.quantize_bits not in (0, 8):
-            raise ExportError("the channel quantization scheme is int8 only (quantize_bits 8)")
+        if self.quantize_scheme in INT8_ONLY and self.quantize_bits not in (0, 8):
+            raise ExportError(
+                f"the {self.quantize_scheme} quantization scheme is int8 only (quantize_bits 8)"
+            )
         if self.checkpoint_dtype is not None and self.checkpoint_dtype not in CHECKPOINT_DTYPES:
             raise ExportError(
                 f"checkpoint dtype must be one of {CHECKPOINT_DTYPES}, not {self.checkpoint_dtype!r}"

@@ -33,11 +33,14 @@ from codehone_training.export.fused import (
 )
 from codehone_training.export.fused_graph import build_fused_graph
 from codehone_training.export.quantize import (
+    INT8_ONLY,
     SCHEMES,
     quantize_matmuls,
     quantize_matmuls_per_channel,
+    quantize_matmuls_per_token,
 )
 from codehone_training.export.quantize_embedding import quantize_embeddings
+from codehone_training.export.smooth import smooth_for_int8
 from codehone_training.export.verify import (
     TOLERANCE,
     EngineReference,
@@ -246,6 +249,7 @@ def quantize(
     block_size: int = 32,
     accuracy_level: int = 4,
     scheme: str = "block",
+    calibration: list[Path] | None = None,
 ) -> ModelDir:
     """Write ``out_dir``: ``src_dir`` with its MatMul weights quantized to ``bits`` (4 or 8)
     for CPU serving, by ``scheme`` (``export.quantize``):
@@ -254,7 +258,10 @@ def quantize(
       lets the CPU kernel quantize activations to int8 on the fly (fastest), 1 keeps float32
       activations;
     - ``channel`` (8 bits only): per-output-channel int8 weights multiplied in int8
-      (``DynamicQuantizeMatMul``), block int8 where the input is not normalized."""
+      (``DynamicQuantizeMatMul``), block int8 where the input is not normalized;
+    - ``token`` (8 bits only): smoothed (``export.smooth``, calibrated on ``calibration``,
+      default: modules of Python's standard library), then per-channel int8 weights times
+      per-token int8 activations."""
     import onnx
 
     if scheme not in SCHEMES:
@@ -263,16 +270,19 @@ def quantize(
         )
     if bits not in (4, 8):
         raise OptimizeError(f"bits must be 4 or 8, not {bits}")
-    if scheme == "channel" and bits != 8:
-        raise OptimizeError("the channel scheme is int8 only (--bits 8)")
+    if scheme in INT8_ONLY and bits != 8:
+        raise OptimizeError(f"the {scheme} scheme is int8 only (--bits 8)")
     source = load_model_dir(src_dir)
     if source.manifest.kv.dtype != "float32":
         raise OptimizeError("weight quantization is for float32 (CPU) models")
-    step = f"int{bits}-channel" if scheme == "channel" else f"int{bits}-block{block_size}"
+    step = f"int{bits}-{scheme}" if scheme in INT8_ONLY else f"int{bits}-block{block_size}"
     with staged_model_dir(Path(out_dir), OptimizeError) as staging:
         quantized = onnx.load(str(source.model_path), load_external_data=True)
         if scheme == "channel":
             count = quantize_matmuls_per_channel(quantized, block_size)
+        elif scheme == "token":
+            smooth_for_int8(quantized, source, calibration)
+            count = quantize_matmuls_per_token(quantized, block_size)
         else:
             count = quantize_matmuls(quantized, bits, block_size, accuracy_level)
         if count == 0:

@@ -53,7 +53,8 @@ class FusedDecodeStep:
         self.positions = device_value([1, 1], np.int64) if io.position_ids else None
         self.seqlens = device_value([1], np.int32)
         # A CPU OrtValue made from numpy uses the array's memory: keep the arrays alive.
-        self._total_array = np.array(manifest.context_length, dtype=np.int32)
+        buffer_length = buffers.values[0].shape()[2]  # [batch, kv heads, positions, head size]
+        self._total_array = np.array(buffer_length, dtype=np.int32)
         self.total = ort.OrtValue.ortvalue_from_numpy(self._total_array)
         self._keep_array = np.zeros(1, dtype=np.int64)
         self.keep = ort.OrtValue.ortvalue_from_numpy(self._keep_array, device, 0)

@@ -59,6 +59,15 @@ PREFILL_CHUNK_TOKENS = 32
 # chunks of 256 against 2.11-2.58 s in one call, as the attention of one long call is slower),
 # and a request cancelled meanwhile stops at the next chunk, keeping what it fed for the next.
 PROMPT_CHUNK_TOKENS = 256
+# The shared KV buffers hold this many positions at first, not the whole context: ONNX
+# Runtime's CPU attention allocates and strides by the buffer's length, so a 512-token prefill's
+# attention took 1.3x as long in the 8,192 positions of SmolLM2's context (2 cores). A longer
+# request grows them (to the next power of two, up to the context) and starts from an empty
+# cache once.
+MIN_KV_CAPACITY = 2048
+# The room a background prefill leaves in them for the completion that follows (the server
+# asks for 48 tokens by default), so that its request does not grow them and start over.
+PREFILL_NEW_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ class Engine:
         self.speculation_stats = SpeculationStats()
         self._previous: KVCache | None = None  # the cache the last generate() left
         self._buffers: KVCache | None = None  # the engine's own shared KV buffers
+        self._capacity = 0  # their positions
         self._decode_step: FusedDecodeStep | None = None
         self._cropper = KVCropper(kv, provider)
         if not self.shared_kv and reuse_prefix:
@@ -144,10 +154,11 @@ class Engine:
 
     # -- the cache --------------------------------------------------------------------------
 
-    def empty_cache(self) -> KVCache:
-        """A new, empty cache (with a shared-buffer graph: new buffers of the context length)."""
+    def empty_cache(self, capacity: int | None = None) -> KVCache:
+        """A new, empty cache (with a shared-buffer graph: new buffers of ``capacity``
+        positions, default the context length)."""
         kv = self.manifest.kv
-        length = self.manifest.context_length if self.shared_kv else 0
+        length = (capacity or self.manifest.context_length) if self.shared_kv else 0
         shape = [1, kv.num_kv_heads, length, kv.head_size]
         values = [
             ort.OrtValue.ortvalue_from_shape_and_type(
@@ -179,12 +190,13 @@ class Engine:
             return 0
         return common_prefix(previous.token_ids, token_ids)
 
-    def _start_cache(self, prompt: list[int]) -> KVCache:
-        """The cache to start from: the previous request's, cut to the common prefix (leaving
-        at least one prompt token to feed), or an empty one."""
-        return self._reusable_cache(prompt, len(prompt) - 1)
+    def _positions(self, tokens: int, new_tokens: int) -> int:
+        """The KV positions a request of ``tokens`` and ``new_tokens`` more (and a draft) uses."""
+        return min(self.manifest.context_length, tokens + new_tokens + self.draft_tokens + 1)
 
-    def _prefill_prompt(self, prompt: list[int], cancel: threading.Event | None) -> None:
+    def _prefill_prompt(
+        self, prompt: list[int], cancel: threading.Event | None, positions: int
+    ) -> None:
         """Feed all but the last ``prompt_chunk`` or fewer of the prompt's uncached tokens in
         chunks of ``prompt_chunk`` (the decode loop's first step feeds the rest), stopping when
         ``cancel`` is set; what was fed stays the cache the loop starts from."""
@@ -194,7 +206,7 @@ class Engine:
         if len(prompt) - self.cached_prefix(prompt) <= chunk:
             return
         stopped = cancel.is_set if cancel is not None else lambda: False
-        self._feed_chunks(prompt, len(prompt) - 1, chunk, stopped, leave=chunk)
+        self._feed_chunks(prompt, len(prompt) - 1, chunk, stopped, leave=chunk, positions=positions)
 
     def _feed_chunks(
         self,
@@ -203,33 +215,45 @@ class Engine:
         chunk: int,
         should_stop: Callable[[], bool],
         leave: int = 0,
+        positions: int = 0,
     ) -> KVCache:
         """Feed ``tokens`` after what the cache holds of them (``most`` at most) ``chunk`` per
         model call, asking ``should_stop`` before each, until ``leave`` or fewer are left; each
-        chunk fed is at once the cache the next request or step starts from."""
-        cache = self._reusable_cache(tokens, most)
+        chunk fed is at once the cache the next request or step starts from. ``positions``:
+        what the request will use of the KV buffers."""
+        cache = self._reusable_cache(tokens, most, positions)
         self._previous = cache
         while len(tokens) - cache.length > leave and not should_stop():
             cache = self._prefill_chunk(tokens[cache.length : cache.length + chunk], cache)
             self._previous = cache
         return cache
 
-    def _reusable_cache(self, prompt: list[int], most: int) -> KVCache:
+    def _ensure_capacity(self, positions: int) -> None:
+        """Shared KV buffers of at least ``positions`` (``MIN_KV_CAPACITY`` or the next power
+        of two, up to the context); new ones forget the previous request's cache."""
+        if not self.shared_kv or (self._buffers is not None and self._capacity >= positions):
+            return
+        grown = max(MIN_KV_CAPACITY, 1 << max(positions - 1, 1).bit_length())
+        self._capacity = min(self.manifest.context_length, grown)
+        self._buffers = self.empty_cache(self._capacity)
+        self._previous = None  # it lived in the old buffers
+        if self.fused_decode:
+            self._decode_step = FusedDecodeStep(
+                self.session,
+                self.manifest,
+                self.provider.device_type,
+                self._buffers,
+                cuda_graph=self.cuda_graph,
+                static_total=self.cuda_graph,
+            )
+
+    def _reusable_cache(self, prompt: list[int], most: int, positions: int) -> KVCache:
         """The previous request's cache cut to the prefix it shares with ``prompt`` (``most``
-        tokens at most), or an empty one; the engine forgets the previous cache, as the caller
-        is about to write over it."""
+        tokens at most), or an empty one, in KV buffers of at least ``positions``; the engine
+        forgets the previous cache, as the caller is about to write over it."""
         if self.shared_kv:
-            if self._buffers is None:
-                self._buffers = self.empty_cache()
-                if self.fused_decode:
-                    self._decode_step = FusedDecodeStep(
-                        self.session,
-                        self.manifest,
-                        self.provider.device_type,
-                        self._buffers,
-                        cuda_graph=self.cuda_graph,
-                        static_total=self.cuda_graph,
-                    )
+            self._ensure_capacity(positions)
+            assert self._buffers is not None
             start = KVCache(self._buffers.values)
         else:
             start = self.empty_cache()
@@ -254,11 +278,15 @@ class Engine:
         if not self.reuse_prefix or not wanted:
             return Prefilled(len(wanted), 0, 0, 0.0, False)
         with self._lock:
+            positions = self._positions(len(wanted), PREFILL_NEW_TOKENS)
+            self._ensure_capacity(positions)
             reused = self.cached_prefix(wanted)
             if reused >= len(wanted) or should_stop():
                 stopped = reused < len(wanted)
                 return Prefilled(len(wanted), reused, 0, _ms_since(started), stopped)
-            cache = self._feed_chunks(wanted, len(wanted), max(1, chunk_tokens), should_stop)
+            cache = self._feed_chunks(
+                wanted, len(wanted), max(1, chunk_tokens), should_stop, positions=positions
+            )
         fed = cache.length - reused
         stopped = cache.length < len(wanted)
         return Prefilled(len(wanted), reused, fed, _ms_since(started), stopped)
@@ -389,15 +417,19 @@ class Engine:
             )
         with self._lock:
             prompt = list(prompt_ids)
+            positions = self._positions(len(prompt), stop.max_new_tokens)
+            self._ensure_capacity(positions)
             reused = self.cached_prefix(prompt[:-1])
             started = time.perf_counter()
-            self._prefill_prompt(prompt, stop.cancel)
+            self._prefill_prompt(prompt, stop.cancel, positions)
             chunks_ms = _ms_since(started)
+            # the loop starts from the previous request's cache, cut to the common prefix
+            # (leaving at least one prompt token to feed), or an empty one
             generation, self._previous = decode(
                 self,
                 prompt,
                 stop,
-                start=self._start_cache,
+                start=lambda p: self._reusable_cache(p, len(p) - 1, positions),
                 sample=sample,
                 first_token_ids=first_token_ids,
                 greedy=greedy,
