@@ -12,7 +12,7 @@
 - ``token``: the same int8 arithmetic with one activation scale per token (``QuantizeLinear``
   per row, ``MatMulIntegerToFloat``), after ``export.smooth`` has moved the activations'
   outlier channels into the weights (SmoothQuant). SmolLM2, 512-token prompt: the prefill
-  2.3x faster than ``block`` int8, greedy tokens as float32's on the benchmark's prompts.
+  2.6x faster than ``block`` int8, greedy tokens as float32's on the benchmark's prompts.
 
 ``codehone optimize measure`` and ``codehone eval`` report what each buys and costs.
 """
