@@ -194,9 +194,12 @@ class Engine:
         """The KV positions a request of ``tokens`` and ``new_tokens`` more (and a draft) uses."""
         return min(self.manifest.context_length, tokens + new_tokens + self.draft_tokens + 1)
 
-    def _prefill_prompt(
-        self, prompt: list[int], cancel: threading.Event | None, positions: int
-    ) -> None:
+    def _start_cache(self, prompt: list[int]) -> KVCache:
+        """The cache to start from: the previous request's, cut to the common prefix (leaving
+        at least one prompt token to feed), or an empty one."""
+        return self._reusable_cache(prompt, len(prompt) - 1)
+
+    def _prefill_prompt(self, prompt: list[int], cancel: threading.Event | None) -> None:
         """Feed all but the last ``prompt_chunk`` or fewer of the prompt's uncached tokens in
         chunks of ``prompt_chunk`` (the decode loop's first step feeds the rest), stopping when
         ``cancel`` is set; what was fed stays the cache the loop starts from."""
@@ -206,7 +209,7 @@ class Engine:
         if len(prompt) - self.cached_prefix(prompt) <= chunk:
             return
         stopped = cancel.is_set if cancel is not None else lambda: False
-        self._feed_chunks(prompt, len(prompt) - 1, chunk, stopped, leave=chunk, positions=positions)
+        self._feed_chunks(prompt, len(prompt) - 1, chunk, stopped, leave=chunk)
 
     def _feed_chunks(
         self,
@@ -215,13 +218,11 @@ class Engine:
         chunk: int,
         should_stop: Callable[[], bool],
         leave: int = 0,
-        positions: int = 0,
     ) -> KVCache:
         """Feed ``tokens`` after what the cache holds of them (``most`` at most) ``chunk`` per
         model call, asking ``should_stop`` before each, until ``leave`` or fewer are left; each
-        chunk fed is at once the cache the next request or step starts from. ``positions``:
-        what the request will use of the KV buffers."""
-        cache = self._reusable_cache(tokens, most, positions)
+        chunk fed is at once the cache the next request or step starts from."""
+        cache = self._reusable_cache(tokens, most)
         self._previous = cache
         while len(tokens) - cache.length > leave and not should_stop():
             cache = self._prefill_chunk(tokens[cache.length : cache.length + chunk], cache)
@@ -247,12 +248,13 @@ class Engine:
                 static_total=self.cuda_graph,
             )
 
-    def _reusable_cache(self, prompt: list[int], most: int, positions: int) -> KVCache:
+    def _reusable_cache(self, prompt: list[int], most: int) -> KVCache:
         """The previous request's cache cut to the prefix it shares with ``prompt`` (``most``
-        tokens at most), or an empty one, in KV buffers of at least ``positions``; the engine
-        forgets the previous cache, as the caller is about to write over it."""
+        tokens at most), or an empty one (in the buffers ``_ensure_capacity`` sized for the
+        request); the engine forgets the previous cache, as the caller is about to write over
+        it."""
         if self.shared_kv:
-            self._ensure_capacity(positions)
+            self._ensure_capacity(0)  # sized by the caller already; made if there are none
             assert self._buffers is not None
             start = KVCache(self._buffers.values)
         else:
@@ -278,15 +280,12 @@ class Engine:
         if not self.reuse_prefix or not wanted:
             return Prefilled(len(wanted), 0, 0, 0.0, False)
         with self._lock:
-            positions = self._positions(len(wanted), PREFILL_NEW_TOKENS)
-            self._ensure_capacity(positions)
+            self._ensure_capacity(self._positions(len(wanted), PREFILL_NEW_TOKENS))
             reused = self.cached_prefix(wanted)
             if reused >= len(wanted) or should_stop():
                 stopped = reused < len(wanted)
                 return Prefilled(len(wanted), reused, 0, _ms_since(started), stopped)
-            cache = self._feed_chunks(
-                wanted, len(wanted), max(1, chunk_tokens), should_stop, positions=positions
-            )
+            cache = self._feed_chunks(wanted, len(wanted), max(1, chunk_tokens), should_stop)
         fed = cache.length - reused
         stopped = cache.length < len(wanted)
         return Prefilled(len(wanted), reused, fed, _ms_since(started), stopped)
@@ -417,19 +416,16 @@ class Engine:
             )
         with self._lock:
             prompt = list(prompt_ids)
-            positions = self._positions(len(prompt), stop.max_new_tokens)
-            self._ensure_capacity(positions)
+            self._ensure_capacity(self._positions(len(prompt), stop.max_new_tokens))
             reused = self.cached_prefix(prompt[:-1])
             started = time.perf_counter()
-            self._prefill_prompt(prompt, stop.cancel, positions)
+            self._prefill_prompt(prompt, stop.cancel)
             chunks_ms = _ms_since(started)
-            # the loop starts from the previous request's cache, cut to the common prefix
-            # (leaving at least one prompt token to feed), or an empty one
             generation, self._previous = decode(
                 self,
                 prompt,
                 stop,
-                start=lambda p: self._reusable_cache(p, len(p) - 1, positions),
+                start=self._start_cache,
                 sample=sample,
                 first_token_ids=first_token_ids,
                 greedy=greedy,
